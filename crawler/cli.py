@@ -1,0 +1,277 @@
+"""The command line: argument parsing, progress display, exit codes. The only module that prints.
+
+Exit codes: 0 the command did its job (page errors are data), 1 the crawler failed,
+2 bad usage, 130 interrupted (the crawl can be resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from time import perf_counter
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+import crawler
+from crawler.frontends import BACKENDS
+from crawler.frontier import Progress
+from crawler.model import CrawlSummary
+from crawler.store.engine import DEFAULT_DB
+
+err = Console(stderr=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        help=f"database URL (default: $CRAWLER_DB, else {DEFAULT_DB})",
+    )
+
+
+def _add_frontend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="threads", help=f"one of {', '.join(BACKENDS)}")
+    parser.add_argument("--concurrency", type=_positive_int, default=16, metavar="N")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crawler", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    crawl = commands.add_parser("crawl", help="crawl from seed URLs to completion")
+    crawl.add_argument("seeds", nargs="+", metavar="SEED")
+    _add_frontend(crawl)
+    crawl.add_argument("--max-pages", type=_positive_int, metavar="N")
+    crawl.add_argument("--max-depth", type=_non_negative_int, metavar="N")
+    crawl.add_argument("--allow-host", action="append", default=[], metavar="HOST")
+    crawl.add_argument("--timeout", type=_seconds, default=30.0, metavar="S")
+    crawl.add_argument("--user-agent", metavar="UA")
+    crawl.add_argument("--name", help="a unique name to resume the crawl by")
+    _add_db(crawl)
+
+    resume = commands.add_parser("resume", help="continue an interrupted crawl")
+    resume.add_argument("crawl", metavar="CRAWL", help="crawl id or name")
+    _add_frontend(resume)
+    _add_db(resume)
+
+    export = commands.add_parser("export", help="one record per fetched URL, to stdout")
+    export.add_argument("crawl", metavar="CRAWL", help="crawl id or name")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    _add_db(export)
+
+    crawls = commands.add_parser("crawls", help="list the crawls in a database")
+    crawls.add_argument("--json", action="store_true")
+    _add_db(crawls)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    _add_db(db_commands.add_parser("upgrade", help="bring the schema to the newest version"))
+
+    fixtures = commands.add_parser("fixtures", help="the local fixture site")
+    fixture_commands = fixtures.add_subparsers(dest="fixtures_command", required=True)
+    serve = fixture_commands.add_parser("serve", help="serve the fixture site")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_non_negative_int, default=8000)
+    return parser
+
+
+class ProgressLine:
+    """A live one-line display on stderr: pages, queued, errors, rate."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.live = Live(Text(""), console=err, transient=True) if enabled else None
+        self.last = 0.0
+        self.started = perf_counter()
+
+    def __enter__(self) -> ProgressLine:
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def __call__(self, progress: Progress) -> None:
+        now = perf_counter()
+        if not self.live or now - self.last < 0.2:
+            return
+        self.last = now
+        rate = progress.pages / max(now - self.started, 1e-9)
+        self.live.update(
+            Text(
+                f"pages {progress.pages}  fetched {progress.fetches}  queued {progress.queued}  "
+                f"errors {progress.errors}  {rate:.1f} pages/s"
+            )
+        )
+
+
+def summary_table(summaries: list[CrawlSummary]) -> Table:
+    table = Table(title="crawl summary")
+    for column in (
+        "backend",
+        "conc.",
+        "pages",
+        "fetches",
+        "errors",
+        "seconds",
+        "pages/s",
+        "CPU s",
+        "peak RSS MiB",
+    ):
+        table.add_column(column, justify="right" if column != "backend" else "left")
+    for s in summaries:
+        table.add_row(
+            s.backend,
+            str(s.concurrency),
+            str(s.pages),
+            str(s.fetches),
+            str(s.errors),
+            f"{s.elapsed_s:.2f}",
+            f"{s.pages_per_s:.1f}",
+            f"{s.cpu_s:.2f}",
+            f"{s.peak_rss_kb / 1024:.1f}",
+        )
+    return table
+
+
+def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(summary)), flush=True)
+        return
+    Console().print(summary_table([summary]))
+    state = "finished" if summary.state == "finished" else f"stopped with {summary.queued} queued"
+    print(
+        f"crawl {summary.name} (id {summary.crawl_id}) {state}; "
+        f"export it with `crawler export {summary.name}`"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "crawl":
+        with ProgressLine(err.is_terminal and not args.json) as show:
+            summary = crawler.crawl(
+                args.seeds,
+                backend=args.backend,
+                concurrency=args.concurrency,
+                db=args.db,
+                name=args.name,
+                max_pages=args.max_pages,
+                max_depth=args.max_depth,
+                allow_hosts=args.allow_host,
+                timeout=args.timeout,
+                user_agent=args.user_agent,
+                on_progress=show,
+            )
+        _print_summary(summary, args.json)
+    elif args.command == "resume":
+        with ProgressLine(err.is_terminal and not args.json) as show:
+            summary = crawler.resume(
+                args.crawl,
+                backend=args.backend,
+                concurrency=args.concurrency,
+                db=args.db,
+                on_progress=show,
+            )
+        _print_summary(summary, args.json)
+    elif args.command == "export":
+        crawler.export(args.crawl, sys.stdout, format=args.format, db=args.db)
+    elif args.command == "crawls":
+        rows = crawler.list_crawls(args.db)
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+        else:
+            table = Table(title="crawls")
+            for column in (
+                "id",
+                "name",
+                "state",
+                "pages",
+                "fetches",
+                "errors",
+                "queued",
+                "created",
+            ):
+                table.add_column(column)
+            for r in rows:
+                table.add_row(
+                    str(r["id"]),
+                    r["name"],
+                    r["state"],
+                    str(r["pages"]),
+                    str(r["fetches"]),
+                    str(r["errors"]),
+                    str(r["queued"]),
+                    r["created_at"],
+                )
+            Console().print(table)
+    elif args.command == "db":
+        print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")
+    elif args.command == "fixtures":
+        from fixtures.server import serve
+
+        serve(host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _run(args)
+    except crawler.CrawlerError as exc:
+        print(f"crawler: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "crawler: interrupted; what finished is stored, continue with `crawler resume`",
+            file=sys.stderr,
+        )
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Fetching with requests, for the threads and processes frontends.
+
+The client never follows redirects (the frontier decides), streams the body under a byte cap
+and a total deadline, and we time the connect, first byte, download and parse phases ourselves.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from time import perf_counter
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from crawler.fetch.errors import ErrorKind
+from crawler.model import FetchPolicy, FetchResult, FetchTask, Timings
+from crawler.parse import is_html, parse_page
+from crawler.urls import resolve
+
+CHUNK = 64 * 1024
+
+
+# The connect time of the current thread's request: one request per thread at a time, and
+# a pooled connection that is reused leaves it at 0.
+_last_connect = threading.local()
+
+
+class _TimedConnectionMixin:
+    """Records how long the TCP (and TLS) connect took."""
+
+    def connect(self) -> None:
+        started = perf_counter()
+        super().connect()  # type: ignore[misc]
+        _last_connect.seconds = perf_counter() - started
+
+
+class _TimedHTTPConnection(_TimedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _TimedHTTPSConnection(_TimedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _TimedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TimedHTTPConnection
+
+
+class _TimedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TimedHTTPSConnection
+
+
+class _TimedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TimedHTTPPool, "https": _TimedHTTPSPool}
+
+
+def make_session(policy: FetchPolicy, pool_size: int = 4) -> requests.Session:
+    """One session per thread (or per pool child): requests.Session is not thread-safe."""
+    session = requests.Session()
+    adapter = _TimedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = policy.user_agent
+    session.trust_env = False  # no proxies or .netrc from the environment: results must not vary
+    return session
+
+
+def _error_kind(exc: BaseException) -> ErrorKind:
+    """Map requests/urllib3 exceptions onto our kinds (the border of DESIGN.md rule 8)."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return ErrorKind.CONNECT_TIMEOUT
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ErrorKind.TLS
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, requests.exceptions.ChunkedEncodingError
+    ):
+        if (
+            isinstance(exc.__context__, urllib3.exceptions.ReadTimeoutError)
+            or "Read timed out" in text
+        ):
+            return ErrorKind.READ_TIMEOUT
+        if "NameResolutionError" in text or "Name or service not known" in text:
+            return ErrorKind.DNS
+        if "RemoteDisconnected" in text or "Connection aborted" in text:
+            return ErrorKind.RESET
+        return ErrorKind.CONNECT
+    if isinstance(exc, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
+        return ErrorKind.READ_TIMEOUT
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return ErrorKind.READ_TIMEOUT
+    if isinstance(exc, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
+        return ErrorKind.DECODE
+    if isinstance(
+        exc,
+        requests.exceptions.ChunkedEncodingError
+        | urllib3.exceptions.ProtocolError
+        | urllib3.exceptions.IncompleteRead,
+    ):
+        if "reset" in text.lower() or "aborted" in text.lower():
+            return ErrorKind.RESET
+        return ErrorKind.PROTOCOL
+    if isinstance(exc, ConnectionError):
+        return ErrorKind.RESET
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
+        return ErrorKind.OTHER
+    return ErrorKind.OTHER
+
+
+class _Deadline(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(response: requests.Response, policy: FetchPolicy, deadline: float) -> bytes:
+    """Read the decoded body chunk by chunk: each read waits at most read_timeout, and between
+    reads we check the total deadline and the byte cap, so neither a trickle nor a bomb wins."""
+    chunks: list[bytes] = []
+    size = 0
+    raw = response.raw
+    while True:
+        if perf_counter() > deadline:
+            raise _Deadline(f"body not complete after {policy.deadline:g} s")
+        chunk = raw.read1(CHUNK, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > policy.max_body_bytes:
+            raise _TooLarge(f"body larger than {policy.max_body_bytes} bytes")
+        chunks.append(chunk)
+
+
+def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> FetchResult:
+    """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
+    started_at = time.time()
+    queue_wait = max(0.0, started_at - task.leased_at)
+    worker = threading.current_thread().name
+    t0 = perf_counter()
+    deadline = t0 + policy.deadline
+    status = content_type = location = None
+    connect_s = first_byte_s = download_s = parse_s = None
+    body_bytes = 0
+    page = None
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    _last_connect.seconds = 0.0
+    try:
+        response = session.get(
+            task.url,
+            stream=True,
+            allow_redirects=False,
+            timeout=(policy.connect_timeout, policy.read_timeout),
+        )
+        with response:
+            first_byte_s = perf_counter() - t0
+            connect_s = _last_connect.seconds
+            status = response.status_code
+            content_type = response.headers.get("Content-Type")
+            if 300 <= status < 400:
+                raw_location = response.headers.get("Location")
+                location = resolve(raw_location, task.url) if raw_location else None
+                if location is None:
+                    error_kind = ErrorKind.BAD_REDIRECT
+                    error_message = f"{status} with Location {raw_location!r}"
+            elif is_html(content_type):
+                download_start = perf_counter()
+                body = _read_body(response, policy, deadline)
+                download_s = perf_counter() - download_start
+                body_bytes = len(body)
+                if status == 200:
+                    parse_start = perf_counter()
+                    page = parse_page(task.url, body, response.headers)
+                    parse_s = perf_counter() - parse_start
+    except _Deadline as exc:
+        error_kind, error_message = ErrorKind.DEADLINE, str(exc)
+    except _TooLarge as exc:
+        error_kind, error_message = ErrorKind.TOO_LARGE, str(exc)
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        error_kind, error_message = _error_kind(exc), f"{type(exc).__name__}: {exc}"[:1000]
+    if error_kind is not None and error_kind != ErrorKind.BAD_REDIRECT:
+        page = None
+    return FetchResult(
+        task=task,
+        worker=worker,
+        started_at=started_at,
+        status=status,
+        content_type=content_type,
+        body_bytes=body_bytes,
+        location=location,
+        error_kind=error_kind.value if error_kind else None,
+        error_message=error_message,
+        page=page,
+        timings=Timings(
+            queue_wait=queue_wait,
+            connect=connect_s,
+            first_byte=first_byte_s,
+            download=download_s,
+            parse=parse_s,
+            total=perf_counter() - t0,
+        ),
+    )

@@ -1,0 +1,453 @@
+"""The durable frontier: which URLs are to be fetched, leased, done or failed, in SQL.
+
+A frontend asks `lease(n)` for work and hands results to `add()`; results are written in
+batches by `complete()`, each batch one transaction holding the fetch rows, the pages, their
+links, the new URLs they found and the state changes. A lease expires, so work held by a dead
+process comes back; its token fences a late completion from a lease that was taken over.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crawler.fetch.errors import ErrorKind
+from crawler.model import FetchResult, FetchTask
+from crawler.store.models import (
+    DONE,
+    FAILED,
+    LEASED,
+    QUEUED,
+    Crawl,
+    Fetch,
+    FrontierEntry,
+    Page,
+    PageLink,
+)
+from crawler.urls import Scope, host_of, url_key
+
+frontier_t = FrontierEntry.__table__
+crawls_t = Crawl.__table__
+fetches_t = Fetch.__table__
+pages_t = Page.__table__
+links_t = PageLink.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The crawl-wide limits the frontier enforces."""
+
+    max_pages: int | None = None  # URLs fetched, redirects included
+    max_depth: int | None = None
+    max_redirects: int = 5  # hops followed from one URL
+    max_attempts: int = 3  # leases of one URL before it is marked failed
+
+
+@dataclass(slots=True)
+class Progress:
+    """Counters of this run, for the progress display and the runs row."""
+
+    fetches: int = 0
+    pages: int = 0
+    errors: int = 0
+    fenced: int = 0  # results dropped because their lease had been taken over
+    batches: int = 0
+    store_s: float = 0.0
+    queued: int = 0  # from the database, refreshed at most once a second
+    started: float = field(default_factory=perf_counter)
+
+
+class _RecentKeys:
+    """A bounded LRU of URL keys known to be in the frontier: most links on a page repeat
+    (navigation), and skipping them saves the insert. The database's unique key stays the
+    real dedup, so memory does not grow with the site."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, key: str) -> bool:
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._size:
+            self._keys.popitem(last=False)
+
+
+def insert_ignoring_duplicates(conn: Connection, rows: list[dict]) -> None:
+    """Add frontier rows; a URL already there is left as it is (dedup on the unique key)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite.insert(frontier_t).on_conflict_do_nothing(
+            index_elements=["crawl_id", "url_key"]
+        )
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(frontier_t).on_conflict_do_nothing(
+            index_elements=["crawl_id", "url_key"]
+        )
+    else:  # pragma: no cover - only the two dialects above are supported
+        raise RuntimeError(f"unsupported database dialect {dialect}")
+    conn.execute(stmt, rows)
+
+
+def frontier_row(
+    crawl_id: int, url: str, depth: int, found_from: int | None = None, hops: int = 0
+) -> dict:
+    return {
+        "crawl_id": crawl_id,
+        "url": url,
+        "url_key": url_key(url),
+        "host": host_of(url),
+        "depth": depth,
+        "redirect_hops": hops,
+        "state": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+        "found_from": found_from,
+    }
+
+
+class Frontier:
+    """One run's handle on a crawl's frontier. Only the coordinator of a process uses it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        crawl_id: int,
+        run_id: int,
+        scope: Scope,
+        limits: Limits,
+        *,
+        lease_seconds: float = 120.0,
+        batch_size: int = 100,
+        batch_seconds: float = 0.5,
+    ) -> None:
+        self.engine = engine
+        self.crawl_id = crawl_id
+        self.run_id = run_id
+        self.scope = scope
+        self.limits = limits
+        self.lease_seconds = lease_seconds
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.progress = Progress()
+        self._pending: list[FetchResult] = []
+        self._oldest_pending = 0.0
+        self._recent = _RecentKeys()
+        self._queued_checked = 0.0
+
+    # -- leasing -------------------------------------------------------------------------
+
+    def lease(self, n: int) -> list[FetchTask]:
+        """Claim up to n URLs: expired leases first (work a dead run left), then queued URLs,
+        shallowest first. --max-pages counts only URLs leased for the first time."""
+        if n <= 0:
+            return []
+        now = time.time()
+        tasks: list[FetchTask] = []
+        with self.engine.begin() as conn:
+            crawl = conn.execute(
+                select(crawls_t.c.urls_started)
+                .where(crawls_t.c.id == self.crawl_id)
+                .with_for_update()
+            ).one()
+            expired = self._candidates(conn, LEASED, frontier_t.c.lease_expires_at < now, n)
+            queued = self._candidates(conn, QUEUED, frontier_t.c.next_attempt_at <= now, n)
+            budget = None
+            if self.limits.max_pages is not None:
+                budget = max(0, self.limits.max_pages - crawl.urls_started)
+            chosen, given_up, fresh = [], [], 0
+            for row in [*expired, *queued]:
+                if len(chosen) >= n:
+                    break
+                if row.attempts >= self.limits.max_attempts:
+                    given_up.append(row.id)
+                    continue
+                if row.attempts == 0:
+                    if budget is not None and fresh >= budget:
+                        continue
+                    fresh += 1
+                chosen.append(row)
+            if given_up:
+                conn.execute(
+                    update(frontier_t)
+                    .where(frontier_t.c.id.in_(given_up))
+                    .values(state=FAILED, lease_owner=None, lease_token=None, lease_expires_at=None)
+                )
+            for row in chosen:
+                token = uuid.uuid4().hex
+                conn.execute(
+                    update(frontier_t)
+                    .where(frontier_t.c.id == row.id)
+                    .values(
+                        state=LEASED,
+                        lease_owner=self.run_id,
+                        lease_token=token,
+                        lease_expires_at=now + self.lease_seconds,
+                        attempts=row.attempts + 1,
+                    )
+                )
+                tasks.append(
+                    FetchTask(
+                        frontier_id=row.id,
+                        url=row.url,
+                        depth=row.depth,
+                        lease_token=token,
+                        attempt=row.attempts + 1,
+                        redirect_hops=row.redirect_hops,
+                        leased_at=now,
+                    )
+                )
+            if fresh:
+                conn.execute(
+                    update(crawls_t)
+                    .where(crawls_t.c.id == self.crawl_id)
+                    .values(urls_started=crawls_t.c.urls_started + fresh)
+                )
+        return tasks
+
+    def _candidates(self, conn: Connection, state: str, due, n: int):
+        f = frontier_t.c
+        query = (
+            select(f.id, f.url, f.depth, f.attempts, f.redirect_hops)
+            .where(f.crawl_id == self.crawl_id, f.state == state, due)
+            .order_by(f.depth, f.id)
+            .limit(n)
+            .with_for_update(skip_locked=True)
+        )
+        return conn.execute(query).all()
+
+    # -- completing ----------------------------------------------------------------------
+
+    def add(self, result: FetchResult) -> None:
+        """Buffer a result; the buffer is written when it is full or old enough."""
+        if not self._pending:
+            self._oldest_pending = perf_counter()
+        self._pending.append(result)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def flush_due(self) -> None:
+        if self._pending and perf_counter() - self._oldest_pending >= self.batch_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.complete(batch)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def complete(self, results: Iterable[FetchResult]) -> None:
+        """Store a batch in one transaction. A result whose lease token no longer matches (the
+        lease expired and another run took the URL) is dropped: that run will store it."""
+        started = perf_counter()
+        with self.engine.begin() as conn:
+            accepted = [r for r in results if self._close_lease(conn, r)]
+            if accepted:
+                fetch_ids = self._insert_fetches(conn, accepted)
+                self._insert_pages_and_links(conn, accepted, fetch_ids)
+                self._enqueue_redirects(conn, accepted)
+        self.progress.store_s += perf_counter() - started
+        self.progress.batches += 1
+        self.refresh_queued()
+
+    def _close_lease(self, conn: Connection, result: FetchResult) -> bool:
+        f = frontier_t.c
+        state = FAILED if result.status is None else DONE
+        closed = conn.execute(
+            update(frontier_t)
+            .where(
+                f.id == result.task.frontier_id,
+                f.lease_token == result.task.lease_token,
+                f.state == LEASED,
+            )
+            .values(state=state, lease_owner=None, lease_token=None, lease_expires_at=None)
+        ).rowcount
+        if not closed:
+            self.progress.fenced += 1
+            return False
+        self.progress.fetches += 1
+        self.progress.errors += result.is_error
+        self.progress.pages += result.page is not None
+        return True
+
+    def _redirect_error(self, result: FetchResult) -> str | None:
+        if result.location and result.task.redirect_hops + 1 > self.limits.max_redirects:
+            return ErrorKind.TOO_MANY_REDIRECTS.value
+        return None
+
+    def _insert_fetches(self, conn: Connection, results: list[FetchResult]) -> list[int]:
+        rows = []
+        for r in results:
+            error_kind = r.error_kind or self._redirect_error(r)
+            message = r.error_message
+            if error_kind == ErrorKind.TOO_MANY_REDIRECTS and message is None:
+                message = f"stopped after {self.limits.max_redirects} redirect hops"
+            rows.append(
+                {
+                    "crawl_id": self.crawl_id,
+                    "frontier_id": r.task.frontier_id,
+                    "run_id": self.run_id,
+                    "worker": r.worker[:100],
+                    "url": r.task.url,
+                    "attempt": r.task.attempt,
+                    "started_at": r.started_at,
+                    "status": r.status,
+                    "content_type": (r.content_type or "")[:200] or None,
+                    "body_bytes": r.body_bytes,
+                    "location": r.location,
+                    "error_kind": error_kind,
+                    "error_message": message,
+                    "queue_wait_s": r.timings.queue_wait,
+                    "connect_s": r.timings.connect,
+                    "first_byte_s": r.timings.first_byte,
+                    "download_s": r.timings.download,
+                    "parse_s": r.timings.parse,
+                    "total_s": r.timings.total,
+                }
+            )
+        returned = conn.execute(
+            insert(fetches_t).returning(fetches_t.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(returned.scalars())
+
+    def _insert_pages_and_links(
+        self, conn: Connection, results: list[FetchResult], fetch_ids: list[int]
+    ) -> None:
+        with_pages = [(r, fid) for r, fid in zip(results, fetch_ids, strict=True) if r.page]
+        if not with_pages:
+            return
+        page_rows = [
+            {
+                "crawl_id": self.crawl_id,
+                "frontier_id": r.task.frontier_id,
+                "fetch_id": fetch_id,
+                "url": r.task.url,
+                "title": r.page.title,
+                "canonical": r.page.canonical,
+                "charset": r.page.charset,
+                "link_count": len(r.page.links),
+                "content_hash": r.page.content_hash,
+            }
+            for r, fetch_id in with_pages
+        ]
+        page_ids = list(
+            conn.execute(
+                insert(pages_t).returning(pages_t.c.id, sort_by_parameter_order=True), page_rows
+            ).scalars()
+        )
+        link_rows: list[dict] = []
+        new_urls: dict[str, dict] = {}
+        max_depth = self.limits.max_depth
+        for (r, _), page_id in zip(with_pages, page_ids, strict=True):
+            depth = r.task.depth + 1
+            for position, link in enumerate(r.page.links):
+                followed = (
+                    not link.nofollow
+                    and (max_depth is None or depth <= max_depth)
+                    and link.url in self.scope
+                )
+                link_rows.append(
+                    {
+                        "page_id": page_id,
+                        "position": position,
+                        "url": link.url,
+                        "anchor_text": link.anchor_text,
+                        "rel": link.rel[:200],
+                        "nofollow": link.nofollow,
+                        "followed": followed,
+                    }
+                )
+                if followed:
+                    key = url_key(link.url)
+                    if key not in new_urls and key not in self._recent:
+                        new_urls[key] = frontier_row(
+                            self.crawl_id, link.url, depth, r.task.frontier_id
+                        )
+        if link_rows:
+            conn.execute(insert(links_t), link_rows)
+        insert_ignoring_duplicates(conn, list(new_urls.values()))
+        for key in new_urls:
+            self._recent.add(key)
+
+    def _enqueue_redirects(self, conn: Connection, results: list[FetchResult]) -> None:
+        rows = [
+            frontier_row(
+                self.crawl_id,
+                r.location,
+                r.task.depth,
+                r.task.frontier_id,
+                hops=r.task.redirect_hops + 1,
+            )
+            for r in results
+            if r.location and r.location in self.scope and self._redirect_error(r) is None
+        ]
+        insert_ignoring_duplicates(conn, rows)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """URLs per state, from the database."""
+        f = frontier_t.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(f.state, func.count()).where(f.crawl_id == self.crawl_id).group_by(f.state)
+            ).all()
+        return {state: count for state, count in rows}
+
+    def refresh_queued(self, every: float = 1.0) -> int:
+        if perf_counter() - self._queued_checked >= every:
+            self._queued_checked = perf_counter()
+            self.progress.queued = self.counts().get(QUEUED, 0)
+        return self.progress.queued
+
+    def finished(self) -> bool:
+        """True when no run will ever have work here: nothing queued or leased, or the page
+        limit is used up and nothing is still leased."""
+        f = frontier_t.c
+        with self.engine.connect() as conn:
+            leased = conn.execute(
+                select(func.count()).where(f.crawl_id == self.crawl_id, f.state == LEASED)
+            ).scalar_one()
+            if leased:
+                return False
+            queued = conn.execute(
+                select(func.count()).where(f.crawl_id == self.crawl_id, f.state == QUEUED)
+            ).scalar_one()
+            if not queued:
+                return True
+            if self.limits.max_pages is None:
+                return False
+            started = conn.execute(
+                select(crawls_t.c.urls_started).where(crawls_t.c.id == self.crawl_id)
+            ).scalar_one()
+            return started >= self.limits.max_pages
+
+    def release_leases_of(self, run_ids: list[int]) -> int:
+        """Give back at once the leases of runs known to be dead."""
+        if not run_ids:
+            return 0
+        f = frontier_t.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(frontier_t)
+                .where(and_(f.crawl_id == self.crawl_id, f.state == LEASED))
+                .where(f.lease_owner.in_(run_ids))
+                .values(state=QUEUED, lease_owner=None, lease_token=None, lease_expires_at=None)
+            ).rowcount

@@ -1,0 +1,186 @@
+"""The schema, as SQLAlchemy 2.0 typed models. Every change to it is an Alembic migration.
+
+Machine times (leases, next attempts, fetch starts) are epoch seconds in floats, so the same
+comparisons work on SQLite and PostgreSQL; human-facing times are timezone-aware datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Frontier states. A URL is queued, leased to one run, then done (a response was stored) or
+# failed (no response after its attempts).
+QUEUED, LEASED, DONE, FAILED = "queued", "leased", "done", "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# BIGINT on PostgreSQL, but INTEGER on SQLite so that the id is the rowid and autoincrements.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Crawl(Base):
+    """One crawl: its seeds and settings. Many runs, on many machines, may work on it."""
+
+    __tablename__ = "crawls"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    seeds: Mapped[list[str]] = mapped_column(JSON, doc="canonical seed URLs")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, doc="limits, scope, fetch policy")
+    state: Mapped[str] = mapped_column(String(20), default="running", doc="running|finished")
+    urls_started: Mapped[int] = mapped_column(
+        Integer, default=0, doc="frontier rows ever leased; what --max-pages limits"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FrontierEntry(Base):
+    """One canonical URL of a crawl and where it stands. The unique key is the dedup."""
+
+    __tablename__ = "frontier"
+    __table_args__ = (
+        UniqueConstraint("crawl_id", "url_key"),
+        Index("ix_frontier_lease", "crawl_id", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text, doc="canonical URL")
+    url_key: Mapped[str] = mapped_column(String(32), doc="hash of url, for the unique index")
+    host: Mapped[str] = mapped_column(String(300), doc="host[:port], the unit of politeness")
+    depth: Mapped[int] = mapped_column(Integer, doc="links from a seed; redirects keep it")
+    redirect_hops: Mapped[int] = mapped_column(Integer, default=0, doc="redirects to get here")
+    state: Mapped[str] = mapped_column(String(10), default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, doc="times leased")
+    lease_owner: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), doc="run holding it")
+    lease_token: Mapped[str | None] = mapped_column(String(32), doc="fences late completions")
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    found_from: Mapped[int | None] = mapped_column(
+        ForeignKey("frontier.id"), doc="the page (or redirect) that first led here"
+    )
+
+
+class Run(Base):
+    """One process working on a crawl, and what it cost."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"), index=True)
+    frontend: Mapped[str] = mapped_column(String(20))
+    concurrency: Mapped[int] = mapped_column(Integer)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(
+        String(20), default="running", doc="running|finished|interrupted|failed|dead"
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    startup_s: Mapped[float | None] = mapped_column(Float, doc="pool or loop start-up")
+    store_s: Mapped[float | None] = mapped_column(Float, doc="time spent writing batches")
+    user_cpu_s: Mapped[float | None] = mapped_column(Float, doc="children included")
+    system_cpu_s: Mapped[float | None] = mapped_column(Float, doc="children included")
+    peak_rss_kb: Mapped[int | None] = mapped_column(Integer, doc="children included")
+    ctx_voluntary: Mapped[int | None] = mapped_column(BigInteger)
+    ctx_involuntary: Mapped[int | None] = mapped_column(BigInteger)
+    workers: Mapped[int | None] = mapped_column(Integer, doc="threads, processes or tasks")
+    ipc_bytes: Mapped[int | None] = mapped_column(BigInteger, doc="moved between processes")
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    fetches: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Fetch(Base):
+    """One HTTP exchange (or the attempt at one), with our own timing of each phase."""
+
+    __tablename__ = "fetches"
+    __table_args__ = (Index("ix_fetches_crawl_frontier", "crawl_id", "frontier_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
+    frontier_id: Mapped[int] = mapped_column(ForeignKey("frontier.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    worker: Mapped[str] = mapped_column(String(100), doc="thread, process or task name")
+    url: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float, doc="epoch seconds")
+    status: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    body_bytes: Mapped[int] = mapped_column(BigInteger, default=0, doc="decoded body read")
+    location: Mapped[str | None] = mapped_column(Text, doc="resolved redirect target")
+    error_kind: Mapped[str | None] = mapped_column(String(40), index=True)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    queue_wait_s: Mapped[float] = mapped_column(Float, default=0.0)
+    connect_s: Mapped[float | None] = mapped_column(Float)
+    first_byte_s: Mapped[float | None] = mapped_column(Float)
+    download_s: Mapped[float | None] = mapped_column(Float)
+    parse_s: Mapped[float | None] = mapped_column(Float)
+    total_s: Mapped[float] = mapped_column(Float)
+
+
+class Page(Base):
+    """A successfully fetched HTML page: what we keep of it (never the body)."""
+
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"), index=True)
+    frontier_id: Mapped[int] = mapped_column(
+        ForeignKey("frontier.id", ondelete="CASCADE"), unique=True
+    )
+    fetch_id: Mapped[int] = mapped_column(ForeignKey("fetches.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    canonical: Mapped[str | None] = mapped_column(Text, doc='<link rel="canonical">')
+    charset: Mapped[str | None] = mapped_column(String(40))
+    link_count: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of the body")
+
+
+class PageLink(Base):
+    """A link from a page, in document order, whether or not it was followed."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text, doc="resolved canonical target")
+    anchor_text: Mapped[str] = mapped_column(Text, default="")
+    rel: Mapped[str] = mapped_column(String(200), default="")
+    nofollow: Mapped[bool] = mapped_column(default=False)
+    followed: Mapped[bool] = mapped_column(default=False, doc="in scope and within limits")
