@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+
+@pytest.fixture(scope="session")
+def fixture_site():
+    """The hand-written fixture site, served by `crawler fixtures serve` on a free port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "fixtures", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    line = process.stdout.readline()
+    if not line.startswith("serving fixture site on "):
+        process.kill()
+        raise RuntimeError(f"fixture server did not start: {line!r} {process.stderr.read()}")
+    yield line.split(" on ", 1)[1].strip()
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'crawl.db'}"
+
+
+@pytest.fixture(scope="session")
+def make_httpserver():
+    """pytest-httpserver, threaded: a crawler sends requests concurrently, and a slow handler
+    must not hold up the next test's requests."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()

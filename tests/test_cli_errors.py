@@ -1,0 +1,90 @@
+"""Bad input gets one clear line on stderr, the documented exit code, and no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import TreeSite, cli
+
+
+@pytest.fixture(scope="module")
+def site():
+    with TreeSite(pages=3) as tree:
+        yield tree
+
+
+def assert_clean_error(result, code: int, *words: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 or result.returncode == 2, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_malformed_db_url(site):
+    result = cli("crawl", site.url, "--db", "not a database url")
+    assert_clean_error(result, 2, "not a database URL", "sqlite:///")
+
+
+def test_db_folder_that_does_not_exist(site, tmp_path):
+    result = cli("crawl", site.url, "--db", f"sqlite:///{tmp_path}/nope/x.db")
+    assert_clean_error(result, 2, "does not exist")
+
+
+def test_corrupt_db_file_is_reported_and_left_alone(site, tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+    before = path.read_bytes()
+    result = cli("crawl", site.url, "--db", f"sqlite:///{path}")
+    assert_clean_error(result, 1, "cannot open database", "not a database")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("seed", ["htp:/127.0.0.1/", "not a url", "ftp://127.0.0.1/", "http://"])
+def test_malformed_seed(seed, db_url):
+    result = cli("crawl", seed, "--db", db_url)
+    assert_clean_error(result, 2, "malformed seed")
+
+
+def test_unknown_backend(site, db_url):
+    result = cli("crawl", site.url, "--backend", "fibers", "--db", db_url)
+    assert_clean_error(result, 2, "unknown backend", "threads")
+
+
+def test_unreachable_seed_stores_nothing(db_url):
+    result = cli("crawl", "http://127.0.0.1:9/", "--db", db_url)
+    assert_clean_error(result, 1, "cannot reach seed", "http://127.0.0.1:9/")
+    listed = cli("crawls", "--json", "--db", db_url)
+    assert listed.returncode == 0 and listed.stdout.strip() == ""
+
+
+def test_unresolvable_seed(db_url):
+    result = cli("crawl", "http://no-such-host.invalid/", "--db", db_url)
+    assert_clean_error(result, 1, "does not resolve")
+
+
+@pytest.mark.parametrize(
+    "flag", [["--concurrency", "0"], ["--max-pages", "-1"], ["--timeout", "x"]]
+)
+def test_bad_numbers_are_usage_errors(site, db_url, flag):
+    result = cli("crawl", site.url, *flag, "--db", db_url)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert flag[0] in result.stderr
+
+
+def test_resume_of_an_unknown_crawl(db_url):
+    result = cli("resume", "nope", "--db", db_url)
+    assert_clean_error(result, 2, "no crawl 'nope'")
+
+
+def test_a_name_cannot_be_used_twice(site, db_url):
+    assert cli("crawl", site.url, "--name", "twice", "--db", db_url).returncode == 0
+    result = cli("crawl", site.url, "--name", "twice", "--db", db_url)
+    assert_clean_error(result, 2, "exists already", "crawler resume twice")
+
+
+def test_db_defaults_to_crawler_db_environment_variable(site, db_url):
+    result = cli("crawl", site.url, "--json", env={"CRAWLER_DB": db_url})
+    assert result.returncode == 0, result.stderr
+    assert cli("crawls", "--json", "--db", db_url).stdout.count("\n") == 1

@@ -1,0 +1,131 @@
+"""The frontier on a real SQLite database: leases, fencing, dedup, limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from crawler.frontier import Frontier, Limits, frontier_row, insert_ignoring_duplicates
+from crawler.model import FetchResult, Link, ParsedPage
+from crawler.store import make_engine, migrate
+from crawler.store.models import Crawl, Fetch, FrontierEntry, Page, Run
+from crawler.urls import Scope
+
+SEED = "http://site.test/"
+
+
+def _run(conn, crawl_id: int) -> int:
+    return conn.execute(
+        insert(Run.__table__).returning(Run.__table__.c.id),
+        {
+            "crawl_id": crawl_id,
+            "frontend": "test",
+            "concurrency": 1,
+            "hostname": "h",
+            "pid": 1,
+            "state": "running",
+            "pages": 0,
+            "fetches": 0,
+            "errors": 0,
+        },
+    ).scalar_one()
+
+
+@pytest.fixture
+def setup(db_url):
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        crawl_id = conn.execute(
+            insert(Crawl.__table__).returning(Crawl.__table__.c.id),
+            {"name": "t", "seeds": [SEED], "settings": {}, "state": "running", "urls_started": 0},
+        ).scalar_one()
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, SEED, 0)])
+        runs = [_run(conn, crawl_id), _run(conn, crawl_id)]
+
+    def make(run: int = 0, **kwargs) -> Frontier:
+        limits = kwargs.pop("limits", Limits())
+        return Frontier(engine, crawl_id, runs[run], Scope.for_seeds([SEED]), limits, **kwargs)
+
+    return engine, make
+
+
+def page_result(task, links: list[str]) -> FetchResult:
+    page = ParsedPage("t", None, "utf-8", "h", False, tuple(Link(u, "", "", False) for u in links))
+    return FetchResult(
+        task=task,
+        worker="w",
+        started_at=time.time(),
+        status=200,
+        content_type="text/html",
+        page=page,
+    )
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table.__table__)).scalar_one()
+
+
+def test_a_url_is_never_leased_twice_at_once(setup):
+    engine, make = setup
+    one, two = make(0), make(1)
+    [seed] = one.lease(10)
+    assert two.lease(10) == []
+    one.complete([page_result(seed, [f"{SEED}{i}" for i in range(20)])])
+    first, second = one.lease(10), two.lease(10)
+    assert len(first) == 10 and len(second) == 10
+    assert not {t.url for t in first} & {t.url for t in second}
+
+
+def test_links_are_deduplicated_by_the_unique_key(setup):
+    engine, make = setup
+    frontier = make()
+    [seed] = frontier.lease(1)
+    frontier.complete([page_result(seed, [f"{SEED}a", f"{SEED}a", SEED, f"{SEED}b"])])
+    assert count(engine, FrontierEntry) == 3  # seed, a, b
+
+
+def test_expired_lease_is_taken_over_and_the_late_result_is_fenced(setup):
+    engine, make = setup
+    slow, fast = make(0, lease_seconds=0.05), make(1)
+    [stale] = slow.lease(1)
+    time.sleep(0.1)
+    [fresh] = fast.lease(1)
+    assert fresh.url == stale.url and fresh.lease_token != stale.lease_token
+    slow.complete([page_result(stale, [f"{SEED}late"])])
+    assert slow.progress.fenced == 1
+    assert count(engine, Fetch) == 0 and count(engine, Page) == 0
+    fast.complete([page_result(fresh, [f"{SEED}x"])])
+    assert count(engine, Fetch) == 1 and count(engine, Page) == 1
+    assert fast.lease(10)[0].url == f"{SEED}x"
+
+
+def test_max_pages_counts_urls_leased_for_the_first_time(setup):
+    engine, make = setup
+    frontier = make(limits=Limits(max_pages=3))
+    [seed] = frontier.lease(5)
+    frontier.complete([page_result(seed, [f"{SEED}{i}" for i in range(10)])])
+    assert len(frontier.lease(5)) == 2
+    assert frontier.lease(5) == []
+
+
+def test_max_depth_records_links_but_does_not_queue_them(setup):
+    engine, make = setup
+    frontier = make(limits=Limits(max_depth=0))
+    [seed] = frontier.lease(1)
+    frontier.complete([page_result(seed, [f"{SEED}deeper"])])
+    assert count(engine, FrontierEntry) == 1
+    assert frontier.finished()
+
+
+def test_finished_only_when_nothing_is_queued_or_leased(setup):
+    engine, make = setup
+    frontier = make()
+    assert not frontier.finished()
+    [seed] = frontier.lease(1)
+    assert not frontier.finished()
+    frontier.complete([page_result(seed, [])])
+    assert frontier.finished()

@@ -1,0 +1,60 @@
+"""parse_page: title, links in order, base href, nofollow, charsets."""
+
+from __future__ import annotations
+
+from crawler.parse import parse_page
+
+HTML = {"content-type": "text/html"}
+
+
+def test_links_resolved_against_base_href_in_document_order():
+    body = b"""<html><head><title> My   page </title><base href="/docs/"></head>
+    <body><a href="a.html#x">A</a> <a href="/b.html">B</a>
+    <map><area href="c.html" alt="C"></map><a href="mailto:x@y">mail</a><a>no href</a></body>"""
+    page = parse_page("http://h/other/page.html", body, HTML)
+    assert page.title == "My page"
+    assert [link.url for link in page.links] == [
+        "http://h/docs/a.html",
+        "http://h/b.html",
+        "http://h/docs/c.html",
+    ]
+    assert [link.anchor_text for link in page.links] == ["A", "B", "C"]
+
+
+def test_rel_nofollow_and_meta_robots_nofollow():
+    page = parse_page("http://h/", b'<a rel="nofollow ugc" href="/n">n</a><a href="/y">y</a>', HTML)
+    assert [(link.url, link.nofollow) for link in page.links] == [
+        ("http://h/n", True),
+        ("http://h/y", False),
+    ]
+    meta = b'<meta name="ROBOTS" content="noindex, nofollow"><a href="/y">y</a>'
+    page = parse_page("http://h/", meta, HTML)
+    assert page.meta_nofollow and page.links[0].nofollow
+
+
+def test_canonical_link():
+    page = parse_page("http://h/a?x=1", b'<link rel="canonical" href="/a">', HTML)
+    assert page.canonical == "http://h/a"
+
+
+def test_charset_from_header():
+    body = "<title>Café crème</title>".encode("iso-8859-1")
+    page = parse_page("http://h/", body, {"content-type": "text/html; charset=ISO-8859-1"})
+    assert page.title == "Café crème"
+
+
+def test_charset_from_meta():
+    body = '<meta charset="windows-1252"><title>€ “quoted”</title>'.encode("cp1252")
+    assert parse_page("http://h/", body, HTML).title == "€ “quoted”"
+
+
+def test_bom_beats_a_wrong_header():
+    body = "\ufeff<title>é</title>".encode()
+    assert (
+        parse_page("http://h/", body, {"content-type": "text/html; charset=latin-1"}).title == "é"
+    )
+
+
+def test_garbage_does_not_raise():
+    for body in (b"", b"\x00\xff\xfe<<<a href=", b"<a href='\x80\x81'>", bytes(range(256)) * 10):
+        parse_page("http://h/", body, HTML)
