@@ -70,7 +70,7 @@ def count(engine, table) -> int:
 
 
 def test_a_url_is_never_leased_twice_at_once(setup):
-    engine, make = setup
+    _engine, make = setup
     one, two = make(0), make(1)
     [seed] = one.lease(10)
     assert two.lease(10) == []
@@ -104,7 +104,7 @@ def test_expired_lease_is_taken_over_and_the_late_result_is_fenced(setup):
 
 
 def test_max_pages_counts_urls_leased_for_the_first_time(setup):
-    engine, make = setup
+    _engine, make = setup
     frontier = make(limits=Limits(max_pages=3))
     [seed] = frontier.lease(5)
     frontier.complete([page_result(seed, [f"{SEED}{i}" for i in range(10)])])
@@ -122,7 +122,7 @@ def test_max_depth_records_links_but_does_not_queue_them(setup):
 
 
 def test_finished_only_when_nothing_is_queued_or_leased(setup):
-    engine, make = setup
+    _engine, make = setup
     frontier = make()
     assert not frontier.finished()
     [seed] = frontier.lease(1)
