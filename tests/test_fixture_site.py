@@ -1,0 +1,76 @@
+"""Whole crawls through the command line against real local servers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from fixtures.expected import DEPTHS, EXPECTED, NOT_FETCHED, TITLES
+
+from tests.helpers import cli, last_json, query
+
+
+def path_of(url: str, origin: str) -> str:
+    return url.removeprefix(origin.rstrip("/")) or "/"
+
+
+@pytest.fixture(scope="module")
+def fixture_crawl(fixture_site, tmp_path_factory):
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('fixture') / 'crawl.db'}"
+    result = cli("crawl", fixture_site, "--name", "site", "--json", "--db", db_url)
+    assert result.returncode == 0, result.stderr
+    return fixture_site, db_url, last_json(result.stdout)
+
+
+def test_summary_line(fixture_crawl):
+    _, _, summary = fixture_crawl
+    assert {"crawl_id", "name", "pages", "errors", "elapsed_s", "pages_per_s"} <= summary.keys()
+    assert summary["name"] == "site" and summary["state"] == "finished"
+    assert summary["pages"] == len(TITLES)
+    assert summary["errors"] == sum(1 for status in EXPECTED.values() if status >= 400)
+
+
+def test_every_page_is_fetched_exactly_once_with_the_right_status(fixture_crawl):
+    origin, db_url, _ = fixture_crawl
+    rows = query(db_url, "SELECT url, status FROM fetches")
+    fetched = [path_of(url, origin) for url, _ in rows]
+    assert len(fetched) == len(set(fetched)), "a URL was fetched twice"
+    assert {path_of(url, origin): status for url, status in rows} == EXPECTED
+
+
+def test_titles_and_depths(fixture_crawl):
+    origin, db_url, _ = fixture_crawl
+    titles = dict(query(db_url, "SELECT url, title FROM pages"))
+    assert {path_of(url, origin): title for url, title in titles.items()} == TITLES
+    depths = dict(query(db_url, "SELECT url, depth FROM frontier"))
+    assert {
+        path_of(url, origin): d for url, d in depths.items() if path_of(url, origin) in DEPTHS
+    } == DEPTHS
+
+
+def test_nofollow_and_out_of_scope_links_are_recorded_but_not_fetched(fixture_crawl):
+    origin, db_url, _ = fixture_crawl
+    linked = {url for (url,) in query(db_url, "SELECT url FROM links")}
+    fetched = {url for (url,) in query(db_url, "SELECT url FROM fetches")}
+    for target in NOT_FETCHED:
+        absolute = target if "://" in target else origin.rstrip("/") + target
+        assert absolute not in fetched
+    recorded_elsewhere = {u for u in linked if not u.startswith(origin)}
+    assert recorded_elsewhere, "the link to the other host must be stored"
+    unfollowed = query(db_url, "SELECT url, nofollow FROM links WHERE followed = 0")
+    assert any(nofollow for _, nofollow in unfollowed)
+
+
+def test_export_jsonl_and_csv(fixture_crawl):
+    _, db_url, summary = fixture_crawl
+    jsonl = cli("export", "site", "--db", db_url)
+    assert jsonl.returncode == 0, jsonl.stderr
+    records = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert len(records) == len(EXPECTED)
+    needed = {"url", "status", "title", "depth", "content_type", "bytes", "error", "total_ms"}
+    assert all(needed <= r.keys() for r in records)
+    by_id = cli("export", str(summary["crawl_id"]), "--format", "csv", "--db", db_url)
+    rows = list(csv.DictReader(io.StringIO(by_id.stdout)))
+    assert [r["url"] for r in rows] == [r["url"] for r in records]
