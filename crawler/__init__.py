@@ -3,6 +3,7 @@
 from crawler.api import (
     CrawlerError,
     CrawlSettings,
+    Interrupted,
     UsageError,
     crawl,
     export,
@@ -16,6 +17,7 @@ __all__ = [
     "CrawlSettings",
     "CrawlSummary",
     "CrawlerError",
+    "Interrupted",
     "UsageError",
     "crawl",
     "export",

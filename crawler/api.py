@@ -39,6 +39,12 @@ class CrawlerError(Exception):
     exit_code = 1
 
 
+class Interrupted(CrawlerError):
+    """Ctrl-C or SIGTERM stopped a run; what finished is stored and the crawl can be resumed."""
+
+    exit_code = 130
+
+
 class UsageError(CrawlerError):
     """Bad input from the user: a malformed seed, an unknown backend, a bad --db URL."""
 
@@ -291,8 +297,13 @@ def _run(
         state = "finished"
     except KeyboardInterrupt:
         state = "interrupted"
-        raise
+        raise Interrupted(
+            f"interrupted; what finished is stored, continue with `crawler resume {crawl_row.name}`"
+        ) from None
     finally:
+        if state != "finished":
+            # In-flight work is abandoned: give its leases back now rather than at expiry.
+            frontier.release_leases_of([run_id])
         cost = meter.stop()
         progress = frontier.progress
         crawl_done = state == "finished" and frontier.finished()
@@ -388,6 +399,7 @@ def list_crawls(db: str | None = None) -> list[dict]:
 __all__ = [
     "CrawlSettings",
     "CrawlerError",
+    "Interrupted",
     "UsageError",
     "crawl",
     "export",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from dataclasses import asdict
 from time import perf_counter
@@ -25,6 +26,8 @@ from crawler.model import CrawlSummary
 from crawler.store.engine import DEFAULT_DB
 
 err = Console(stderr=True)
+# A table piped to a file or a test is not cut to 80 columns.
+out = Console() if Console().is_terminal else Console(width=120)
 
 
 def _positive_int(text: str) -> int:
@@ -176,7 +179,7 @@ def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
     if as_json:
         print(json.dumps(asdict(summary)), flush=True)
         return
-    Console().print(summary_table([summary]))
+    out.print(summary_table([summary]))
     state = "finished" if summary.state == "finished" else f"stopped with {summary.queued} queued"
     print(
         f"crawl {summary.name} (id {summary.crawl_id}) {state}; "
@@ -242,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
                     str(r["queued"]),
                     r["created_at"],
                 )
-            Console().print(table)
+            out.print(table)
     elif args.command == "db":
         print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")
     elif args.command == "fixtures":
@@ -252,8 +255,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

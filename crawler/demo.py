@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 import crawler
+from crawler.cli import out as console
 from crawler.cli import summary_table
 from crawler.frontends import BACKENDS, BackendUnavailable, load
 
@@ -37,7 +36,6 @@ def main() -> int:
         stdout=subprocess.PIPE,
         text=True,
     )
-    console = Console()
     try:
         line = server.stdout.readline()
         if not line.startswith("serving fixture site on "):

@@ -5,15 +5,32 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.helpers import ROOT, TreeSite, cli, last_json, query
 
 
 def stored_pages(db_url: str) -> list[str]:
     return [url for (url,) in query(db_url, "SELECT url FROM pages ORDER BY url")]
+
+
+def wait_for_pages(db_url: str, count: int) -> None:
+    """Poll the database (as another reader would) until the crawl has stored `count` pages."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if os.path.exists(db_url.removeprefix("sqlite:///")):
+            try:
+                if query(db_url, "SELECT count(*) FROM pages")[0][0] >= count:
+                    return
+            except sqlite3.OperationalError:  # the schema may not be there yet
+                continue
+    raise AssertionError(f"the crawl did not reach {count} pages")
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
@@ -42,15 +59,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if os.path.exists(db_url.removeprefix("sqlite:///")):
-                try:
-                    if query(db_url, "SELECT count(*) FROM pages")[0][0] >= 60:
-                        break
-                except Exception:  # the schema may not be there yet
-                    continue
+        wait_for_pages(db_url, 60)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         partial = len(stored_pages(db_url))
@@ -81,3 +90,43 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert query(db_url, "PRAGMA integrity_check") == [("ok",)]
     runs = dict(query(db_url, "SELECT id, state FROM runs"))
     assert sorted(runs.values()) == ["dead", "finished"]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop):
+    db_url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    with TreeSite(pages=300, delay=0.02) as site:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "crawler",
+                "crawl",
+                site.url,
+                "--concurrency",
+                "8",
+                "--name",
+                "stopped",
+                "--db",
+                db_url,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_pages(db_url, 40)
+        process.send_signal(stop)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - started < 5
+        assert process.returncode == 130
+        assert "Traceback" not in stderr and "crawler resume stopped" in stderr
+        assert 40 <= len(stored_pages(db_url)) < 300
+        # the stopped run gave its leases back and recorded itself
+        assert query(db_url, "SELECT count(*) FROM frontier WHERE state = 'leased'") == [(0,)]
+        assert query(db_url, "SELECT state FROM runs") == [("interrupted",)]
+        resumed = cli("resume", "stopped", "--json", "--db", db_url)
+        assert resumed.returncode == 0, resumed.stderr
+    assert set(stored_pages(db_url)) == site.expected_urls()
+    assert query(db_url, "SELECT frontier_id FROM fetches GROUP BY 1 HAVING count(*) > 1") == []
