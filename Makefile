@@ -20,6 +20,7 @@ demo: $(STAMP)
 	DEMO_PORT=$(DEMO_PORT) DEMO_DIR=$(DEMO_DIR) $(BIN)/python -m crawler.demo
 
 test: $(STAMP)
+	.ci/ensure-postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

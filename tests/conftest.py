@@ -44,3 +44,28 @@ def make_httpserver():
     server.clear()
     if server.is_running():
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server. Not skipped when missing: CI provides it (.ci/run)."""
+    from tests.postgres import private_postgres
+
+    with private_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(postgres_server, request):
+    from tests.postgres import fresh_database
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return fresh_database(postgres_server, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, tmp_path):
+    """Each database the crawler supports, for tests that must hold on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crawl.db'}"
+    return request.getfixturevalue("pg_url")

@@ -34,8 +34,8 @@ def _run(conn, crawl_id: int) -> int:
 
 
 @pytest.fixture
-def setup(db_url):
-    engine = make_engine(db_url)
+def setup(any_db):
+    engine = make_engine(any_db)
     migrate.upgrade(engine)
     with engine.begin() as conn:
         crawl_id = conn.execute(
@@ -129,3 +129,25 @@ def test_finished_only_when_nothing_is_queued_or_leased(setup):
     assert not frontier.finished()
     frontier.complete([page_result(seed, [])])
     assert frontier.finished()
+
+
+def test_concurrent_leasers_never_share_a_url(setup):
+    """Four leasers in threads, each with its own connection, race for 200 URLs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine, make = setup
+    first = make(0)
+    [seed] = first.lease(1)
+    first.complete([page_result(seed, [f"{SEED}{i}" for i in range(200)])])
+    leasers = [make(i % 2) for i in range(4)]
+
+    def drain(frontier: Frontier) -> list[str]:
+        got = []
+        while batch := frontier.lease(7):
+            got += [t.url for t in batch]
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(drain, leasers))
+    everything = [url for urls in results for url in urls]
+    assert len(everything) == len(set(everything)) == 200

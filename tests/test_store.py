@@ -13,16 +13,16 @@ from tests.helpers import ROOT
 TABLES = {"crawls", "frontier", "fetches", "pages", "links", "runs", "alembic_version"}
 
 
-def test_upgrade_creates_every_table(db_url):
-    engine = make_engine(db_url)
+def test_upgrade_creates_every_table(any_db):
+    engine = make_engine(any_db)
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) == TABLES
 
 
-def test_alembic_check_finds_models_and_migrations_agree(db_url):
-    migrate.upgrade(make_engine(db_url))
+def test_alembic_check_finds_models_and_migrations_agree(any_db):
+    migrate.upgrade(make_engine(any_db))
     result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"db={db_url}", "check"],
+        [sys.executable, "-m", "alembic", "-x", f"db={any_db}", "check"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -31,8 +31,8 @@ def test_alembic_check_finds_models_and_migrations_agree(db_url):
     assert "No new upgrade operations detected" in result.stdout + result.stderr
 
 
-def test_upgrade_downgrade_upgrade(db_url):
-    engine = make_engine(db_url)
+def test_upgrade_downgrade_upgrade(any_db):
+    engine = make_engine(any_db)
     migrate.upgrade(engine)
     migrate.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
@@ -56,3 +56,12 @@ def test_every_command_upgrades_a_fresh_sqlite_file(tmp_path):
     result = cli("crawls", "--db", db)
     assert result.returncode == 0, result.stderr
     assert set(inspect(make_engine(db)).get_table_names()) == TABLES
+
+
+def test_db_upgrade_command_on_postgresql(pg_url):
+    from tests.helpers import cli
+
+    result = cli("db", "upgrade", "--db", pg_url)
+    assert result.returncode == 0, result.stderr
+    assert "newest schema" in result.stdout
+    assert set(inspect(make_engine(pg_url)).get_table_names()) == TABLES
