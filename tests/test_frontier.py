@@ -135,7 +135,7 @@ def test_concurrent_leasers_never_share_a_url(setup):
     """Four leasers in threads, each with its own connection, race for 200 URLs."""
     from concurrent.futures import ThreadPoolExecutor
 
-    engine, make = setup
+    _engine, make = setup
     first = make(0)
     [seed] = first.lease(1)
     first.complete([page_result(seed, [f"{SEED}{i}" for i in range(200)])])
