@@ -24,7 +24,7 @@ from crawler.frontends import BackendUnavailable, ProgressCallback
 from crawler.frontier import Frontier, Limits, frontier_row, insert_ignoring_duplicates
 from crawler.model import DEFAULT_USER_AGENT, CrawlSummary, FetchPolicy
 from crawler.runs import RunMeter, process_alive, this_host
-from crawler.store import DatabaseURLError, make_engine, migrate
+from crawler.store import DatabaseURLError, make_engine, migrate, reading
 from crawler.store.models import Crawl, Run, utcnow
 from crawler.store.queries import EXPORT_FIELDS, export_records, find_crawl, totals
 from crawler.urls import DEFAULT_PORTS, BadURL, Scope, canonicalize
@@ -149,7 +149,7 @@ def _check_reachable(seeds: list[str], timeout: float) -> None:
 
 
 def _load_crawl(engine: Engine, crawl: str | int):
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = find_crawl(conn, crawl)
     if row is None:
         raise UsageError(f"no crawl {crawl!r} in this database; list them with `crawler crawls`")
@@ -190,7 +190,7 @@ def crawl(
     )
     engine = open_db(db)
     name = name or f"crawl-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         if find_crawl(conn, name) is not None:
             raise UsageError(
                 f"a crawl named {name!r} exists already; continue it with "
@@ -235,7 +235,7 @@ def _reclaim_dead_runs(engine: Engine, frontier: Frontier) -> int:
     """Runs on this host whose process is gone hold leases nobody will complete: take them
     back now instead of waiting for them to expire."""
     host = this_host()
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         candidates = conn.execute(
             select(runs_t.c.id, runs_t.c.pid, runs_t.c.started_at).where(
                 runs_t.c.crawl_id == frontier.crawl_id,
@@ -264,7 +264,7 @@ def _run(
     on_progress: ProgressCallback | None,
 ) -> CrawlSummary:
     frontend = frontends.load(backend)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         crawl_row = conn.execute(select(crawls_t).where(crawls_t.c.id == crawl_id)).one()
     settings = CrawlSettings.from_json(crawl_row.settings)
     with engine.begin() as conn:
@@ -335,7 +335,7 @@ def _run(
                     .where(crawls_t.c.id == crawl_id)
                     .values(state="finished", finished_at=utcnow())
                 )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         counts = totals(conn, crawl_id)
     engine.dispose()
     return CrawlSummary(
@@ -366,7 +366,7 @@ def export(crawl: str | int, out: TextIO, *, format: str = "jsonl", db: str | No
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS) if format == "csv" else None
     if writer:
         writer.writeheader()
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for record in export_records(conn, row.id):
             if writer:
                 writer.writerow(record)
@@ -379,7 +379,7 @@ def export(crawl: str | int, out: TextIO, *, format: str = "jsonl", db: str | No
 
 def list_crawls(db: str | None = None) -> list[dict]:
     engine = open_db(db)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
         result = [
             {

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from crawler.fetch.errors import ErrorKind
 from crawler.model import FetchResult, FetchTask
+from crawler.store.engine import reading
 from crawler.store.models import (
     DONE,
     FAILED,
@@ -405,7 +406,7 @@ class Frontier:
     def counts(self) -> dict[str, int]:
         """URLs per state, from the database."""
         f = frontier_t.c
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(
                 select(f.state, func.count()).where(f.crawl_id == self.crawl_id).group_by(f.state)
             ).all()
@@ -421,7 +422,7 @@ class Frontier:
         """True when no run will ever have work here: nothing queued or leased, or the page
         limit is used up and nothing is still leased."""
         f = frontier_t.c
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             leased = conn.execute(
                 select(func.count()).where(f.crawl_id == self.crawl_id, f.state == LEASED)
             ).scalar_one()

@@ -65,3 +65,19 @@ def test_db_upgrade_command_on_postgresql(pg_url):
     assert result.returncode == 0, result.stderr
     assert "newest schema" in result.stdout
     assert set(inspect(make_engine(pg_url)).get_table_names()) == TABLES
+
+
+def test_a_reader_does_not_block_a_writer_on_sqlite(db_url):
+    from crawler.store import reading
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    with reading(engine) as reader:
+        reader.execute(text("SELECT count(*) FROM crawls")).scalar()  # a read transaction
+        with engine.begin() as writer:  # would wait 30 s if the reader held the write lock
+            writer.execute(
+                text(
+                    "INSERT INTO crawls (name, seeds, settings, state, urls_started, created_at)"
+                    " VALUES ('x', '[]', '{}', 'running', 0, CURRENT_TIMESTAMP)"
+                )
+            )

@@ -1,5 +1,5 @@
 """Storage: the schema, the engine factory, migrations, and read-side queries."""
 
-from crawler.store.engine import DatabaseURLError, default_db_url, make_engine
+from crawler.store.engine import DatabaseURLError, default_db_url, make_engine, reading
 
-__all__ = ["DatabaseURLError", "default_db_url", "make_engine"]
+__all__ = ["DatabaseURLError", "default_db_url", "make_engine", "reading"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -31,10 +31,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:
-    # Take the write lock at BEGIN, so two writers queue on busy_timeout instead of
-    # failing with "database is locked" when a read transaction tries to upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn) -> None:
+    # A writer takes the write lock at BEGIN, so two writers queue on busy_timeout instead of
+    # failing with "database is locked" when a read transaction tries to upgrade. Readers
+    # (opened with `reading()`) begin deferred and never block a writer under WAL.
+    if conn.get_execution_options().get("read_only"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for queries only: `with reading(engine) as conn: ...`."""
+    return engine.connect().execution_options(read_only=True)
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -57,7 +66,7 @@ def make_engine(url: str | None = None) -> Engine:
                 )
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True)
