@@ -7,8 +7,16 @@ import io
 import json
 
 import pytest
-from fixtures.expected import DEPTHS, EXPECTED, NOT_FETCHED, TITLES
 
+from fixtures.expected import (
+    CANONICALS,
+    DEPTHS,
+    EXPECTED,
+    NOT_FETCHED,
+    REDIRECTS,
+    TITLES,
+    expected_within_depth,
+)
 from tests.helpers import cli, last_json, query
 
 
@@ -74,3 +82,35 @@ def test_export_jsonl_and_csv(fixture_crawl):
     by_id = cli("export", str(summary["crawl_id"]), "--format", "csv", "--db", db_url)
     rows = list(csv.DictReader(io.StringIO(by_id.stdout)))
     assert [r["url"] for r in rows] == [r["url"] for r in records]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 4])
+def test_max_depth_on_the_fixture_site(fixture_site, tmp_path, depth):
+    db_url = f"sqlite:///{tmp_path / 'depth.db'}"
+    result = cli("crawl", fixture_site, "--max-depth", str(depth), "--json", "--db", db_url)
+    assert result.returncode == 0, result.stderr
+    rows = query(db_url, "SELECT url, status FROM fetches")
+    assert {path_of(u, fixture_site): s for u, s in rows} == expected_within_depth(depth)
+
+
+def test_canonical_links_and_charsets_are_stored(fixture_crawl):
+    origin, db_url, _ = fixture_crawl
+    canonicals = {
+        path_of(url, origin): path_of(canonical, origin)
+        for url, canonical in query(db_url, "SELECT url, canonical FROM pages")
+        if canonical
+    }
+    assert canonicals == CANONICALS
+    charsets = dict(query(db_url, "SELECT url, charset FROM pages"))
+    assert charsets[origin.rstrip("/") + "/legacy/latin1.html"] in (
+        "iso8859-1",
+        "latin-1",
+        "iso-8859-1",
+    )
+    assert charsets[origin.rstrip("/") + "/legacy/cp1252.html"] in ("windows-1252", "cp1252")
+
+
+def test_redirects_are_stored_with_their_targets(fixture_crawl):
+    origin, db_url, _ = fixture_crawl
+    rows = query(db_url, "SELECT url, location FROM fetches WHERE location IS NOT NULL")
+    assert {path_of(u, origin): path_of(loc, origin) for u, loc in rows} == REDIRECTS
