@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict
 from time import perf_counter
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -147,19 +148,11 @@ class ProgressLine:
 
 
 def summary_table(summaries: list[CrawlSummary]) -> Table:
-    table = Table(title="crawl summary")
-    for column in (
-        "backend",
-        "conc.",
-        "pages",
-        "fetches",
-        "errors",
-        "seconds",
-        "pages/s",
-        "CPU s",
-        "peak RSS MiB",
-    ):
-        table.add_column(column, justify="right" if column != "backend" else "left")
+    """One row per run, so frontends can be read side by side (fits 80 columns)."""
+    table = Table(title="crawl summary", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("backend", no_wrap=True)
+    for column in ("conc", "pages", "fetches", "errors", "secs", "pages/s", "CPU s", "RSS MiB"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for s in summaries:
         table.add_row(
             s.backend,
