@@ -288,6 +288,8 @@ def _run(
         run_id,
         Scope.for_seeds(crawl_row.seeds, settings.allow_hosts),
         settings.limits(),
+        # A lease outlives any fetch under the policy, so no live run loses its work.
+        lease_seconds=max(120.0, 4 * settings.timeout),
     )
     _reclaim_dead_runs(engine, frontier)
     meter = RunMeter()
@@ -303,7 +305,7 @@ def _run(
     finally:
         if state != "finished":
             # In-flight work is abandoned: give its leases back now rather than at expiry.
-            frontier.release_leases_of([run_id])
+            frontier.release_leases_of([run_id], refund_attempt=True)
         cost = meter.stop()
         progress = frontier.progress
         crawl_done = state == "finished" and frontier.finished()

@@ -50,6 +50,12 @@ class Limits:
     max_redirects: int = 5  # hops followed from one URL
     max_attempts: int = 3  # leases of one URL before it is marked failed
 
+    @property
+    def bounded(self) -> bool:
+        """With a page or depth limit, the crawl goes level by level (see Frontier.lease), so
+        that which pages make the cut does not depend on timing."""
+        return self.max_pages is not None or self.max_depth is not None
+
 
 @dataclass(slots=True)
 class Progress:
@@ -66,42 +72,53 @@ class Progress:
 
 
 class _RecentKeys:
-    """A bounded LRU of URL keys known to be in the frontier: most links on a page repeat
-    (navigation), and skipping them saves the insert. The database's unique key stays the
-    real dedup, so memory does not grow with the site."""
+    """A bounded LRU of URL keys known to be in the frontier, with the shallowest depth they
+    were queued at: most links on a page repeat (navigation), and skipping them saves the
+    insert. The database's unique key stays the real dedup, so memory does not grow with the
+    site."""
 
     def __init__(self, size: int = 50_000) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._depths: OrderedDict[str, int] = OrderedDict()
         self._size = size
 
-    def __contains__(self, key: str) -> bool:
-        if key in self._keys:
-            self._keys.move_to_end(key)
-            return True
-        return False
+    def known_at_or_above(self, key: str, depth: int) -> bool:
+        known = self._depths.get(key)
+        if known is None:
+            return False
+        self._depths.move_to_end(key)
+        return known <= depth
 
-    def add(self, key: str) -> None:
-        self._keys[key] = None
-        if len(self._keys) > self._size:
-            self._keys.popitem(last=False)
+    def add(self, key: str, depth: int) -> None:
+        self._depths[key] = min(depth, self._depths.get(key, depth))
+        self._depths.move_to_end(key)
+        if len(self._depths) > self._size:
+            self._depths.popitem(last=False)
 
 
 def insert_ignoring_duplicates(conn: Connection, rows: list[dict]) -> None:
-    """Add frontier rows; a URL already there is left as it is (dedup on the unique key)."""
+    """Add frontier rows. A URL already there keeps its row (dedup on the unique key), except
+    that a URL still queued takes the shallower depth: found first on a slow deep path, it is
+    still crawled at its true depth. Rows go in key order, so two runs inserting overlapping
+    links lock them in the same order and cannot deadlock."""
     if not rows:
         return
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        stmt = sqlite.insert(frontier_t).on_conflict_do_nothing(
-            index_elements=["crawl_id", "url_key"]
-        )
+        stmt = sqlite.insert(frontier_t)
     elif dialect == "postgresql":
-        stmt = postgresql.insert(frontier_t).on_conflict_do_nothing(
-            index_elements=["crawl_id", "url_key"]
-        )
+        stmt = postgresql.insert(frontier_t)
     else:  # pragma: no cover - only the two dialects above are supported
         raise RuntimeError(f"unsupported database dialect {dialect}")
-    conn.execute(stmt, rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["crawl_id", "url_key"],
+        set_={
+            "depth": stmt.excluded.depth,
+            "found_from": stmt.excluded.found_from,
+            "redirect_hops": stmt.excluded.redirect_hops,
+        },
+        where=and_(frontier_t.c.state == QUEUED, stmt.excluded.depth < frontier_t.c.depth),
+    )
+    conn.execute(stmt, sorted(rows, key=lambda row: row["url_key"]))
 
 
 def frontier_row(
@@ -153,29 +170,37 @@ class Frontier:
     # -- leasing -------------------------------------------------------------------------
 
     def lease(self, n: int) -> list[FetchTask]:
-        """Claim up to n URLs: expired leases first (work a dead run left), then queued URLs,
-        shallowest first. --max-pages counts only URLs leased for the first time."""
+        """Claim up to n URLs: leases that expired in other runs' hands first (work a dead run
+        left), then queued URLs, shallowest first and then in key order.
+
+        With a page or depth limit the crawl is an exact breadth-first walk: nothing at depth
+        d+1 is leased while anything at depth d is queued or leased, so every URL gets its true
+        depth, and the URLs that fill the page budget are the same whatever the frontend, the
+        concurrency or the timing. --max-pages counts URLs leased for the first time."""
         if n <= 0:
             return []
         now = time.time()
+        f = frontier_t.c
         tasks: list[FetchTask] = []
         with self.engine.begin() as conn:
-            crawl = conn.execute(
-                select(crawls_t.c.urls_started)
-                .where(crawls_t.c.id == self.crawl_id)
-                .with_for_update()
-            ).one()
-            expired = self._candidates(conn, LEASED, frontier_t.c.lease_expires_at < now, n)
-            queued = self._candidates(conn, QUEUED, frontier_t.c.next_attempt_at <= now, n)
             budget = None
             if self.limits.max_pages is not None:
-                budget = max(0, self.limits.max_pages - crawl.urls_started)
+                started = conn.execute(
+                    select(crawls_t.c.urls_started)
+                    .where(crawls_t.c.id == self.crawl_id)
+                    .with_for_update()  # runs on other machines take turns on the budget
+                ).scalar_one()
+                budget = max(0, self.limits.max_pages - started)
+            level = self._current_level(conn) if self.limits.bounded else None
+            expired_elsewhere = and_(f.lease_expires_at < now, f.lease_owner != self.run_id)
+            expired = self._candidates(conn, LEASED, expired_elsewhere, n, level)
+            queued = self._candidates(conn, QUEUED, f.next_attempt_at <= now, n, level)
             chosen, given_up, fresh = [], [], 0
             for row in [*expired, *queued]:
                 if len(chosen) >= n:
                     break
                 if row.attempts >= self.limits.max_attempts:
-                    given_up.append(row.id)
+                    given_up.append(row)
                     continue
                 if row.attempts == 0:
                     if budget is not None and fresh >= budget:
@@ -183,16 +208,12 @@ class Frontier:
                     fresh += 1
                 chosen.append(row)
             if given_up:
-                conn.execute(
-                    update(frontier_t)
-                    .where(frontier_t.c.id.in_(given_up))
-                    .values(state=FAILED, lease_owner=None, lease_token=None, lease_expires_at=None)
-                )
+                self._give_up(conn, given_up, now)
             for row in chosen:
                 token = uuid.uuid4().hex
                 conn.execute(
                     update(frontier_t)
-                    .where(frontier_t.c.id == row.id)
+                    .where(f.id == row.id)
                     .values(
                         state=LEASED,
                         lease_owner=self.run_id,
@@ -220,16 +241,59 @@ class Frontier:
                 )
         return tasks
 
-    def _candidates(self, conn: Connection, state: str, due, n: int):
+    def _current_level(self, conn: Connection) -> int | None:
+        """The shallowest depth with work queued or leased (two index lookups)."""
+        f = frontier_t.c
+        depths = [
+            conn.execute(
+                select(func.min(f.depth)).where(f.crawl_id == self.crawl_id, f.state == state)
+            ).scalar()
+            for state in (QUEUED, LEASED)
+        ]
+        known = [d for d in depths if d is not None]
+        return min(known) if known else None
+
+    def _candidates(self, conn: Connection, state: str, due, n: int, level: int | None):
         f = frontier_t.c
         query = (
             select(f.id, f.url, f.depth, f.attempts, f.redirect_hops)
             .where(f.crawl_id == self.crawl_id, f.state == state, due)
-            .order_by(f.depth, f.id)
+            .order_by(f.depth, f.url_key)
             .limit(n)
             .with_for_update(skip_locked=True)
         )
+        if level is not None:
+            query = query.where(f.depth == level)
         return conn.execute(query).all()
+
+    def _give_up(self, conn: Connection, rows, now: float) -> None:
+        """A URL whose lease expired max_attempts times (its runs died on it) is marked failed,
+        with a fetch row saying so, so that an export shows it."""
+        conn.execute(
+            update(frontier_t)
+            .where(frontier_t.c.id.in_([row.id for row in rows]))
+            .values(state=FAILED, lease_owner=None, lease_token=None, lease_expires_at=None)
+        )
+        conn.execute(
+            insert(fetches_t),
+            [
+                {
+                    "crawl_id": self.crawl_id,
+                    "frontier_id": row.id,
+                    "run_id": self.run_id,
+                    "worker": "frontier",
+                    "url": row.url,
+                    "attempt": row.attempts,
+                    "started_at": now,
+                    "error_kind": ErrorKind.ABANDONED.value,
+                    "error_message": f"lease expired {row.attempts} times without a result",
+                    "body_bytes": 0,
+                    "queue_wait_s": 0.0,
+                    "total_s": 0.0,
+                }
+                for row in rows
+            ],
+        )
 
     # -- completing ----------------------------------------------------------------------
 
@@ -377,15 +441,15 @@ class Frontier:
                 )
                 if followed:
                     key = url_key(link.url)
-                    if key not in new_urls and key not in self._recent:
+                    if key not in new_urls and not self._recent.known_at_or_above(key, depth):
                         new_urls[key] = frontier_row(
                             self.crawl_id, link.url, depth, r.task.frontier_id
                         )
         if link_rows:
             conn.execute(insert(links_t), link_rows)
         insert_ignoring_duplicates(conn, list(new_urls.values()))
-        for key in new_urls:
-            self._recent.add(key)
+        for key, row in new_urls.items():
+            self._recent.add(key, row["depth"])
 
     def _enqueue_redirects(self, conn: Connection, results: list[FetchResult]) -> None:
         rows = [
@@ -420,35 +484,44 @@ class Frontier:
 
     def finished(self) -> bool:
         """True when no run will ever have work here: nothing queued or leased, or the page
-        limit is used up and nothing is still leased."""
+        limit is used up and nothing is still leased. One statement, so one snapshot."""
         f = frontier_t.c
+        started = (
+            select(crawls_t.c.urls_started).where(crawls_t.c.id == self.crawl_id).scalar_subquery()
+        )
         with reading(self.engine) as conn:
-            leased = conn.execute(
-                select(func.count()).where(f.crawl_id == self.crawl_id, f.state == LEASED)
-            ).scalar_one()
-            if leased:
-                return False
-            queued = conn.execute(
-                select(func.count()).where(f.crawl_id == self.crawl_id, f.state == QUEUED)
-            ).scalar_one()
-            if not queued:
-                return True
-            if self.limits.max_pages is None:
-                return False
-            started = conn.execute(
-                select(crawls_t.c.urls_started).where(crawls_t.c.id == self.crawl_id)
-            ).scalar_one()
-            return started >= self.limits.max_pages
+            leased, queued, urls_started = conn.execute(
+                select(
+                    func.count().filter(f.state == LEASED),
+                    func.count().filter(f.state == QUEUED),
+                    started,
+                ).where(f.crawl_id == self.crawl_id, f.state.in_((LEASED, QUEUED)))
+            ).one()
+        if leased:
+            return False
+        if not queued:
+            return True
+        return self.limits.max_pages is not None and urls_started >= self.limits.max_pages
 
-    def release_leases_of(self, run_ids: list[int]) -> int:
-        """Give back at once the leases of runs known to be dead."""
+    def release_leases_of(self, run_ids: list[int], *, refund_attempt: bool = False) -> int:
+        """Give back at once the leases of runs known to be gone. A run that stopped cleanly
+        (Ctrl-C) refunds the attempt: its look-ahead was never tried. A run that died does not:
+        the URL may be what killed it, and max_attempts must stop that."""
         if not run_ids:
             return 0
         f = frontier_t.c
+        values = {
+            "state": QUEUED,
+            "lease_owner": None,
+            "lease_token": None,
+            "lease_expires_at": None,
+        }
+        if refund_attempt:
+            values["attempts"] = f.attempts - 1
         with self.engine.begin() as conn:
             return conn.execute(
                 update(frontier_t)
                 .where(and_(f.crawl_id == self.crawl_id, f.state == LEASED))
                 .where(f.lease_owner.in_(run_ids))
-                .values(state=QUEUED, lease_owner=None, lease_token=None, lease_expires_at=None)
+                .values(**values)
             ).rowcount

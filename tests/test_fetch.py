@@ -114,3 +114,43 @@ def test_refused_connection():
     session = make_session(POLICY)
     result = fetch(session, task("http://127.0.0.1:9/"), POLICY)
     assert (result.status, result.error_kind) == (None, "connect")
+
+
+def test_headers_trickled_slower_than_the_deadline_are_cut_off():
+    """A server sending one header byte every 0.4 s never trips the 1 s read timeout; the
+    total deadline still ends the exchange."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: " + b"a" * 100:
+            if stop.is_set():
+                break
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.4)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    session = make_session(POLICY)
+    started = time.perf_counter()
+    result = fetch(session, task(f"http://127.0.0.1:{listener.getsockname()[1]}/"), POLICY)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    listener.close()
+    assert result.error_kind == "deadline", result
+    assert elapsed < POLICY.deadline + 0.5
+
+
+def test_a_header_value_requests_cannot_send_is_an_error_row(httpserver):
+    policy = FetchPolicy(user_agent="crawler \u20ac")
+    httpserver.expect_request("/").respond_with_data("ok")
+    result = fetch(make_session(policy), task(httpserver.url_for("/")), policy)
+    assert result.error_kind == "bad_request"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 18:45:21.701024
+Create Date: 2026-11-25 19:18:41.993285
 """
 
 from collections.abc import Sequence
@@ -100,7 +100,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("frontier", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_frontier_lease", ["crawl_id", "state", "next_attempt_at"], unique=False
+            "ix_frontier_lease", ["crawl_id", "state", "depth", "url_key"], unique=False
         )
 
     op.create_table(

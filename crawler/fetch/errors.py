@@ -19,4 +19,6 @@ class ErrorKind(StrEnum):
     TLS = "tls"
     BAD_REDIRECT = "bad_redirect"  # a 3xx whose Location is missing or not crawlable
     TOO_MANY_REDIRECTS = "too_many_redirects"
+    ABANDONED = "abandoned"  # leased max_attempts times, never completed (its runs died)
+    BAD_REQUEST = "bad_request"  # we could not even send it (e.g. a bad header value)
     OTHER = "other"

@@ -18,6 +18,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from crawler.fetch.errors import ErrorKind
+from crawler.fetch.watchdog import WATCHDOG
 from crawler.model import FetchPolicy, FetchResult, FetchTask, Timings
 from crawler.parse import is_html, parse_page
 from crawler.urls import resolve
@@ -25,18 +26,28 @@ from crawler.urls import resolve
 CHUNK = 64 * 1024
 
 
-# The connect time of the current thread's request: one request per thread at a time, and
-# a pooled connection that is reused leaves it at 0.
-_last_connect = threading.local()
+# The current thread's exchange (one per thread at a time): its connect time (0 when a pooled
+# connection is reused) and its watchdog ticket.
+_current = threading.local()
 
 
 class _TimedConnectionMixin:
-    """Records how long the TCP (and TLS) connect took."""
+    """Times the TCP (and TLS) connect, and puts the socket under the exchange's deadline."""
 
     def connect(self) -> None:
         started = perf_counter()
         super().connect()  # type: ignore[misc]
-        _last_connect.seconds = perf_counter() - started
+        _current.connect_s = perf_counter() - started
+        self._watch()
+
+    def request(self, *args, **kwargs):
+        self._watch()  # a reused connection already has its socket
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def _watch(self) -> None:
+        ticket = getattr(_current, "ticket", None)
+        if ticket is not None:
+            WATCHDOG.add_socket(ticket, getattr(self, "sock", None))
 
 
 class _TimedHTTPConnection(_TimedConnectionMixin, HTTPConnection):
@@ -153,7 +164,8 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
     page = None
     error_kind: ErrorKind | None = None
     error_message: str | None = None
-    _last_connect.seconds = 0.0
+    _current.connect_s = 0.0
+    _current.ticket = ticket = WATCHDOG.watch(policy.deadline)
     try:
         response = session.get(
             task.url,
@@ -163,7 +175,7 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
         )
         with response:
             first_byte_s = perf_counter() - t0
-            connect_s = _last_connect.seconds
+            connect_s = _current.connect_s
             status = response.status_code
             content_type = response.headers.get("Content-Type")
             if 300 <= status < 400:
@@ -175,6 +187,8 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
             elif is_html(content_type):
                 download_start = perf_counter()
                 body = _read_body(response, policy, deadline)
+                if ticket.expired:  # the watchdog cut the socket: what we read is partial
+                    raise _Deadline(f"exchange not complete after {policy.deadline:g} s")
                 download_s = perf_counter() - download_start
                 body_bytes = len(body)
                 if status == 200:
@@ -186,7 +200,16 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
     except _TooLarge as exc:
         error_kind, error_message = ErrorKind.TOO_LARGE, str(exc)
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        error_kind, error_message = _error_kind(exc), f"{type(exc).__name__}: {exc}"[:1000]
+        if ticket.expired:
+            error_kind = ErrorKind.DEADLINE
+            error_message = f"exchange not complete after {policy.deadline:g} s"
+        else:
+            error_kind, error_message = _error_kind(exc), f"{type(exc).__name__}: {exc}"[:1000]
+    except (UnicodeError, ValueError) as exc:  # e.g. a header value requests refuses to send
+        error_kind, error_message = ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}"[:1000]
+    finally:
+        WATCHDOG.done(ticket)
+        _current.ticket = None
     if error_kind is not None and error_kind != ErrorKind.BAD_REDIRECT:
         page = None
     return FetchResult(

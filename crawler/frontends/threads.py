@@ -16,6 +16,7 @@ from time import perf_counter
 import requests
 
 from crawler.fetch.sync import fetch, make_session
+from crawler.fetch.watchdog import WATCHDOG
 from crawler.frontends import FrontendReport, ProgressCallback
 from crawler.frontier import Frontier
 from crawler.model import FetchPolicy, FetchResult, FetchTask
@@ -65,7 +66,9 @@ def run(
             if on_progress:
                 on_progress(frontier.progress)
     finally:
-        # What finished is stored; what is in flight is abandoned and its lease will expire.
+        # What finished is stored; what is in flight is abandoned (its sockets are shut, so
+        # the workers return at once) and the run gives its leases back.
+        WATCHDOG.abort_all()
         for future in in_flight:
             if future.done() and not future.cancelled() and future.exception() is None:
                 frontier.add(future.result())

@@ -72,7 +72,8 @@ class FrontierEntry(Base):
     __tablename__ = "frontier"
     __table_args__ = (
         UniqueConstraint("crawl_id", "url_key"),
-        Index("ix_frontier_lease", "crawl_id", "state", "next_attempt_at"),
+        # lease(): by state, shallowest first, then key order; also min(depth) per state
+        Index("ix_frontier_lease", "crawl_id", "state", "depth", "url_key"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
