@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEMO_PORT ?= 8765
 DEMO_DIR  := .demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 	.ci/ensure-postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Benchmarks print figures; they are not tests and stay out of `make test`.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m fixtures.bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

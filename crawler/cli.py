@@ -108,11 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     _add_db(db_commands.add_parser("upgrade", help="bring the schema to the newest version"))
 
-    fixtures = commands.add_parser("fixtures", help="the local fixture site")
-    fixture_commands = fixtures.add_subparsers(dest="fixtures_command", required=True)
-    serve = fixture_commands.add_parser("serve", help="serve the fixture site")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_non_negative_int, default=8000)
+    fixtures = commands.add_parser(
+        "fixtures", help="the local fixture site: `crawler fixtures serve --help`", add_help=False
+    )
+    fixtures.add_argument("fixture_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -242,9 +241,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "db":
         print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")
     elif args.command == "fixtures":
-        from fixtures.server import serve
+        from fixtures.server import main as fixtures_main
 
-        serve(host=args.host, port=args.port)
+        if args.fixture_args[:1] != ["serve"]:
+            print("usage: crawler fixtures serve [--help] [options]", file=sys.stderr)
+            return 2
+        return fixtures_main(args.fixture_args[1:], prog="crawler fixtures serve")
     return 0
 
 
