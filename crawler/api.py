@@ -24,13 +24,21 @@ from crawler.frontends import BackendUnavailable, ProgressCallback
 from crawler.frontier import Frontier, Limits, frontier_row, insert_ignoring_duplicates
 from crawler.model import DEFAULT_USER_AGENT, CrawlSummary, FetchPolicy
 from crawler.runs import RunMeter, process_alive, this_host
-from crawler.store import DatabaseURLError, make_engine, migrate, reading
+from crawler.store import DatabaseOpenError, DatabaseURLError, make_engine, migrate, reading
 from crawler.store.models import Crawl, Run, utcnow
-from crawler.store.queries import EXPORT_FIELDS, export_records, find_crawl, totals
-from crawler.urls import DEFAULT_PORTS, BadURL, Scope, canonicalize
+from crawler.store.queries import (
+    EXPORT_FIELDS,
+    export_records,
+    find_crawl,
+    find_crawl_by_name,
+    totals,
+)
+from crawler.urls import DEFAULT_PORTS, BadURL, Scope, canonicalize, normalize_host
 
 crawls_t = Crawl.__table__
 runs_t = Run.__table__
+MAX_TIMEOUT_S = 3600.0
+MAX_NAME_LENGTH = 200
 
 
 class CrawlerError(Exception):
@@ -89,6 +97,8 @@ def open_db(db: str | None = None) -> Engine:
         migrate.upgrade(engine)
     except DatabaseURLError as exc:
         raise UsageError(str(exc)) from None
+    except DatabaseOpenError as exc:
+        raise CrawlerError(str(exc)) from None
     except (OperationalError, DBAPIError) as exc:
         where = db or "the default database"
         reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
@@ -125,6 +135,27 @@ def _check_seeds(seeds: Sequence[str]) -> list[str]:
                 "http://127.0.0.1:8000/"
             ) from None
     return list(dict.fromkeys(canonical))
+
+
+def _check_allowed_host(host: str) -> str:
+    try:
+        return normalize_host(host)
+    except BadURL as exc:
+        raise UsageError(
+            f"--allow-host takes a host name such as docs.example.org: {exc}"
+        ) from None
+
+
+def _check_user_agent(user_agent: str) -> str:
+    if not user_agent.strip() or any(ord(c) < 32 or ord(c) == 127 for c in user_agent):
+        raise UsageError("--user-agent must be one line of printable text")
+    try:
+        user_agent.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UsageError(
+            "--user-agent must be plain Latin-1 text: HTTP headers cannot carry other characters"
+        ) from None
+    return user_agent
 
 
 def _check_reachable(seeds: list[str], timeout: float) -> None:
@@ -178,20 +209,22 @@ def crawl(
         raise UsageError("--max-pages must be at least 1")
     if max_depth is not None and max_depth < 0:
         raise UsageError("--max-depth must be 0 or more")
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
+    if not (0 < timeout <= MAX_TIMEOUT_S):
+        raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds")
+    if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
+        raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
     canonical_seeds = _check_seeds(seeds)
     settings = CrawlSettings(
         max_pages=max_pages,
         max_depth=max_depth,
-        allow_hosts=tuple(allow_hosts),
+        allow_hosts=tuple(_check_allowed_host(host) for host in allow_hosts),
         timeout=timeout,
-        user_agent=user_agent or DEFAULT_USER_AGENT,
+        user_agent=_check_user_agent(user_agent or DEFAULT_USER_AGENT),
     )
     engine = open_db(db)
     name = name or f"crawl-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
     with reading(engine) as conn:
-        if find_crawl(conn, name) is not None:
+        if find_crawl_by_name(conn, name) is not None:
             raise UsageError(
                 f"a crawl named {name!r} exists already; continue it with "
                 f"`crawler resume {name}` or pick another --name"

@@ -37,25 +37,56 @@ def is_html(content_type: str | None) -> bool:
     return media_type(content_type) in HTML_TYPES
 
 
+# Labels that browsers (the WHATWG Encoding Standard) decode with another codec than the one
+# Python gives that name: a page labelled ISO-8859-1 is really read as windows-1252.
+_WHATWG_CODECS = {
+    "ascii": "cp1252",
+    "iso8859-1": "cp1252",
+    "iso8859-9": "cp1254",
+    "iso8859-11": "cp874",
+    "tis-620": "cp874",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+}
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([-\w.:]+)", re.IGNORECASE)
+
+
+def _codec(label: str) -> str | None:
+    """The Python codec a browser would use for a charset label; None if unknown."""
+    try:
+        name = codecs.lookup(label.strip().strip("\"'").lower()).name
+    except LookupError:
+        return None
+    return _WHATWG_CODECS.get(name, name)
+
+
 def header_charset(content_type: str | None) -> str | None:
     for param in (content_type or "").split(";")[1:]:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip("\"'").lower()
-            try:
-                return codecs.lookup(charset).name
-            except LookupError:
-                return None
+            return _codec(value)
     return None
 
 
+def meta_charset(body: bytes) -> str | None:
+    """The charset a `<meta>` in the first 1024 bytes declares (the HTML prescan). A page
+    that can say so in ASCII is not UTF-16 or UTF-32, whatever it claims: read it as UTF-8."""
+    match = _META_CHARSET.search(body[:1024])
+    if not match:
+        return None
+    codec = _codec(match.group(1).decode("ascii", "replace"))
+    if codec and codec.startswith(("utf-16", "utf-32")):
+        return "utf-8"
+    return codec
+
+
 def _declared_encoding(body: bytes, content_type: str | None) -> str | None:
-    """Byte-order mark first (it beats the header, as in browsers), then the header charset.
-    With neither, BeautifulSoup goes on to `<meta charset>` and then detection."""
+    """Byte-order mark first (it beats the header, as in browsers), then the header charset,
+    then `<meta charset>`. With none, BeautifulSoup detects the encoding."""
     for bom, encoding in _BOMS:
         if body.startswith(bom):
             return encoding
-    return header_charset(content_type)
+    return header_charset(content_type) or meta_charset(body)
 
 
 def _text(node) -> str:

@@ -67,6 +67,21 @@ def resolve(href: str, base: str) -> str | None:
         return None
 
 
+def normalize_host(text: str) -> str:
+    """A host name as the scope test compares it: lower case, punycode, no trailing dot.
+    Raises BadURL for anything that is not a bare host (a scheme, port, path...)."""
+    host = text.strip()
+    if not host or any(c in host for c in "/?#@") or "://" in host:
+        raise BadURL(f"not a host name: {text!r}")
+    try:
+        parsed = ada_url.URL(f"http://{host}/")
+    except ValueError:
+        raise BadURL(f"not a valid host name: {text!r}") from None
+    if parsed.port:
+        raise BadURL(f"a host without a port (any port is allowed), not {text!r}")
+    return parsed.hostname.rstrip(".")
+
+
 def url_key(canonical_url: str) -> str:
     """A fixed-size key for the dedup index (long URLs would overflow a B-tree entry)."""
     return hashlib.blake2b(canonical_url.encode(), digest_size=16).hexdigest()
@@ -94,11 +109,11 @@ class Scope:
     def for_seeds(cls, seeds: list[str], allowed_hosts: list[str] | tuple[str, ...] = ()) -> Scope:
         return cls(
             frozenset(origin_of(seed) for seed in seeds),
-            frozenset(host.lower().strip() for host in allowed_hosts),
+            frozenset(normalize_host(host) for host in allowed_hosts),
         )
 
     def __contains__(self, url: str) -> bool:
         parsed = ada_url.URL(url)
         if f"{parsed.protocol}//{parsed.host}" in self.origins:
             return True
-        return parsed.hostname.lower() in self.allowed_hosts
+        return parsed.hostname.lower().rstrip(".") in self.allowed_hosts

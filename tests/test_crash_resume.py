@@ -130,3 +130,28 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop):
         assert resumed.returncode == 0, resumed.stderr
     assert set(stored_pages(db_url)) == site.expected_urls()
     assert query(db_url, "SELECT frontier_id FROM fetches GROUP BY 1 HAVING count(*) > 1") == []
+
+
+def test_many_interruptions_lose_nothing_and_fail_nothing(tmp_path):
+    """Four Ctrl-Cs in a row (more than the 3 attempts a URL gets) and then a full run:
+    look-ahead leases that were never tried do not use up attempts."""
+    db_url = f"sqlite:///{tmp_path / 'many.db'}"
+    with TreeSite(pages=300, delay=0.02) as site:
+        command = ["crawl", site.url, "--name", "many"]
+        for _ in range(4):
+            before = len(stored_pages(db_url)) if os.path.exists(tmp_path / "many.db") else 0
+            process = subprocess.Popen(
+                [sys.executable, "-m", "crawler", *command, "--concurrency", "8", "--db", db_url],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_for_pages(db_url, before + 15)  # this run is under way
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 130
+            command = ["resume", "many"]
+        result = cli("resume", "many", "--json", "--db", db_url)
+        assert result.returncode == 0, result.stderr
+    assert set(stored_pages(db_url)) == site.expected_urls()
+    assert query(db_url, "SELECT count(*) FROM frontier WHERE state != 'done'") == [(0,)]
+    assert query(db_url, "SELECT max(attempts) FROM frontier") == [(1,)]

@@ -151,3 +151,68 @@ def test_concurrent_leasers_never_share_a_url(setup):
         results = list(pool.map(drain, leasers))
     everything = [url for urls in results for url in urls]
     assert len(everything) == len(set(everything)) == 200
+
+
+def test_two_runs_storing_the_same_links_in_opposite_orders_do_not_deadlock(setup):
+    """Shared navigation: two runs complete pages with the same 2,000 links at once."""
+    import threading
+
+    engine, make = setup
+    first = make(0)
+    [seed] = first.lease(1)
+    first.complete([page_result(seed, [f"{SEED}page{i}" for i in range(2)])])
+    one, two = make(0), make(1)
+    a, b = one.lease(1)[0], two.lease(1)[0]
+    links = [f"{SEED}shared{i}" for i in range(2000)]
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def complete(frontier: Frontier, task, order) -> None:
+        barrier.wait()
+        try:
+            frontier.complete([page_result(task, order)])
+        except Exception as exc:  # a deadlock would surface here
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=complete, args=(one, a, links)),
+        threading.Thread(target=complete, args=(two, b, links[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert count(engine, FrontierEntry) == 1 + 2 + 2000
+
+
+def test_a_url_found_deeper_first_keeps_its_shallowest_depth(setup):
+    engine, make = setup
+    crawl_id = make().crawl_id
+
+    def depth_of(url: str) -> int:
+        with engine.connect() as conn:
+            table = FrontierEntry.__table__
+            return conn.execute(select(table.c.depth).where(table.c.url == url)).scalar_one()
+
+    with engine.begin() as conn:
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, f"{SEED}x", 3)])
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, f"{SEED}x", 1)])
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, f"{SEED}x", 2)])
+        # a URL no longer queued keeps the depth it was fetched at
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, SEED, 0)])
+    assert depth_of(f"{SEED}x") == 1
+    frontier = make()
+    frontier.lease(10)
+    with engine.begin() as conn:
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, f"{SEED}x", 0)])
+    assert depth_of(f"{SEED}x") == 1
+
+
+def test_released_leases_refund_their_attempt(setup):
+    _engine, make = setup
+    frontier = make()
+    for _ in range(5):  # more stops than max_attempts
+        [seed] = frontier.lease(1)
+        assert seed.attempt == 1
+        frontier.release_leases_of([frontier.run_id], refund_attempt=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from werkzeug import Response
 
 from tests.helpers import TreeSite, cli, last_json, query
 
@@ -54,3 +57,60 @@ def test_other_hosts_are_out_of_scope_unless_allowed(httpserver, db_url, allow):
     fetched = {url for (url,) in query(db_url, "SELECT url FROM fetches")}
     assert (other in fetched) is allow
     assert query(db_url, "SELECT url, followed FROM links") == [(other, int(allow))]
+
+
+@pytest.mark.parametrize("concurrency", ["1", "16"])
+def test_max_depth_gives_the_same_pages_whatever_the_timing(httpserver, db_url, concurrency):
+    """`/a` is slow, so `/x` is first reached through `/b` -> `/c` at depth 3; its true depth is
+    2 (through `/a`), so `/y` at depth 3 is within --max-depth 3."""
+    site = {"/": ["/a", "/b"], "/a": ["/x"], "/b": ["/c"], "/c": ["/x"], "/x": ["/y"], "/y": []}
+
+    def page(path):
+        def handler(_request):
+            if path == "/a":
+                time.sleep(0.5)
+            links = "".join(f'<a href="{target}">{target}</a>' for target in site[path])
+            return Response(f"<title>{path}</title>{links}", content_type="text/html")
+
+        return handler
+
+    for path in site:
+        httpserver.expect_request(path).respond_with_handler(page(path))
+    result = cli(
+        "crawl",
+        httpserver.url_for("/"),
+        "--max-depth",
+        "2",
+        "--concurrency",
+        concurrency,
+        "--json",
+        "--db",
+        db_url,
+    )
+    assert result.returncode == 0, result.stderr
+    stored = {url.rsplit("/", 1)[1] for (url,) in query(db_url, "SELECT url FROM pages")}
+    assert stored == {"", "a", "b", "c", "x"}
+    depths = dict(query(db_url, "SELECT url, depth FROM frontier"))
+    assert depths[httpserver.url_for("/x")] == 2
+
+
+def test_max_pages_picks_the_same_pages_whatever_the_concurrency(tmp_path):
+    picked = {}
+    with TreeSite(pages=200, fanout=3) as site:
+        for concurrency in ("1", "8", "32"):
+            db = f"sqlite:///{tmp_path / concurrency}.db"
+            result = cli(
+                "crawl",
+                site.url,
+                "--max-pages",
+                "50",
+                "--concurrency",
+                concurrency,
+                "--json",
+                "--db",
+                db,
+            )
+            assert result.returncode == 0, result.stderr
+            picked[concurrency] = sorted(url for (url,) in query(db, "SELECT url FROM pages"))
+    assert len(picked["1"]) == 50
+    assert picked["1"] == picked["8"] == picked["32"]

@@ -58,3 +58,22 @@ def test_bom_beats_a_wrong_header():
 def test_garbage_does_not_raise():
     for body in (b"", b"\x00\xff\xfe<<<a href=", b"<a href='\x80\x81'>", bytes(range(256)) * 10):
         parse_page("http://h/", body, HTML)
+
+
+def test_iso_8859_1_is_read_as_windows_1252_as_browsers_do():
+    body = "<title>“quoted” Café</title>".encode("cp1252")
+    page = parse_page("http://h/", body, {"content-type": "text/html; charset=ISO-8859-1"})
+    assert page.title == "“quoted” Café"
+
+
+def test_meta_claiming_utf16_on_an_ascii_page_is_read_as_utf8():
+    body = b'<meta charset="utf-16"><title>T</title><a href="/x">x</a>'
+    page = parse_page("http://h/", body, HTML)
+    assert page.title == "T" and [link.url for link in page.links] == ["http://h/x"]
+
+
+def test_http_equiv_content_type_meta():
+    body = (
+        '<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>Привет</title>'
+    )
+    assert parse_page("http://h/", body.encode("koi8-r"), HTML).title == "Привет"

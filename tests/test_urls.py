@@ -60,3 +60,26 @@ def test_scope_is_seed_origins_plus_allowed_hosts():
     assert "http://127.0.0.1:8001/" not in scope
     assert "http://127.0.0.2:8000/" not in scope
     assert "https://docs.example:8443/x" in scope
+
+
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("Docs.Example.ORG", "docs.example.org"),
+        ("bücher.de.", "xn--bcher-kva.de"),
+        (" 127.0.0.2 ", "127.0.0.2"),
+    ],
+)
+def test_allowed_hosts_are_normalised_like_urls(text, host):
+    from crawler.urls import normalize_host
+
+    assert normalize_host(text) == host
+    assert f"https://{host}/x" in Scope.for_seeds(["http://a.test/"], [text])
+
+
+@pytest.mark.parametrize("text", ["http://a.test", "a.test:8080", "a.test/path", "", "a b"])
+def test_allowed_host_must_be_a_bare_host(text):
+    from crawler.urls import normalize_host
+
+    with pytest.raises(BadURL):
+        normalize_host(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -46,32 +47,75 @@ def reading(engine: Engine) -> Connection:
     return engine.connect().execution_options(read_only=True)
 
 
+class DatabaseOpenError(RuntimeError):
+    """The database exists but is not one the crawler may use; the message says why."""
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a file that is not a SQLite database, or is another program's database, before
+    anything writes to it (even setting WAL mode would change it for good)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            tables = [
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseOpenError(
+            f"cannot open database {path}: {exc}; it is left untouched, point --db at a new "
+            "file or at a crawler database"
+        ) from None
+    if tables and "alembic_version" not in tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise DatabaseOpenError(
+            f"cannot open database {path}: it is another program's database (it holds "
+            f"{shown}); it is left untouched, point --db at a new file"
+        )
+
+
 def make_engine(url: str | None = None) -> Engine:
-    """An engine for `url` (default: $CRAWLER_DB, else ./crawl.db). Raises DatabaseURLError."""
+    """An engine for `url` (default: $CRAWLER_DB, else ./crawl.db). Raises DatabaseURLError
+    for a URL we cannot use and DatabaseOpenError for a file that is not ours."""
     raw = url or default_db_url()
     try:
         parsed = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise DatabaseURLError(
             f"not a database URL: {raw!r}; use e.g. sqlite:///crawl.db or "
             "postgresql+psycopg://user:pass@host/dbname"
         ) from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            folder = Path(parsed.database).expanduser().resolve().parent
-            if not folder.is_dir():
-                raise DatabaseURLError(
-                    f"folder {folder} for the SQLite database does not exist; create it first"
-                )
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver we ship
+    if parsed.drivername == "sqlite":
+        if (
+            not parsed.database
+            or parsed.database == ":memory:"
+            or parsed.database.startswith("file::memory:")
+        ):
+            raise DatabaseURLError(
+                f"{raw!r} is an in-memory database: the crawl would be lost when the command "
+                "ends; give a file, e.g. sqlite:///crawl.db"
+            )
+        path = Path(parsed.database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise DatabaseURLError(
+                f"folder {path.parent} for the SQLite database does not exist; create it first"
+            )
+        _check_sqlite_file(path)
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if parsed.drivername != "postgresql+psycopg":
+        raise DatabaseURLError(
+            f"database {parsed.drivername!r} is not supported; use sqlite:///FILE or "
+            "postgresql+psycopg://user:pass@host/dbname"
+        )
     try:
         return create_engine(parsed, pool_pre_ping=True)
-    except (NoSuchModuleError, ImportError, ArgumentError) as exc:
+    except (NoSuchModuleError, ImportError, ArgumentError, ValueError) as exc:
         raise DatabaseURLError(
-            f"cannot use database {parsed.render_as_string(hide_password=True)!r}: {exc}; "
-            "supported: sqlite:///FILE and postgresql+psycopg://..."
+            f"cannot use database {parsed.render_as_string(hide_password=True)!r}: {exc}"
         ) from None

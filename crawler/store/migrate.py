@@ -22,10 +22,17 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+# Any fixed number: PostgreSQL advisory locks are keyed by one.
+MIGRATION_LOCK = 7_423_001
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate to `revision`; a no-op when the schema is already there."""
+    """Migrate to `revision`; a no-op when the schema is already there. On PostgreSQL, workers
+    starting together on a fresh database take turns (an advisory lock for the transaction)."""
     config = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -31,14 +31,18 @@ EXPORT_FIELDS = (
 
 
 def find_crawl(conn: Connection, crawl: str | int) -> Crawl | None:
-    """A crawl by id (digits) or by name."""
+    """A crawl by name, else by id (a name made of digits wins over the id)."""
     table = Crawl.__table__
     text = str(crawl)
-    if text.isdigit():
+    row = find_crawl_by_name(conn, text)
+    if row is None and text.isdigit():
         row = conn.execute(select(table).where(table.c.id == int(text))).first()
-        if row is not None:
-            return row
-    return conn.execute(select(table).where(table.c.name == text)).first()
+    return row
+
+
+def find_crawl_by_name(conn: Connection, name: str) -> Crawl | None:
+    table = Crawl.__table__
+    return conn.execute(select(table).where(table.c.name == name)).first()
 
 
 def totals(conn: Connection, crawl_id: int) -> dict[str, int]:
