@@ -1,18 +1,28 @@
-"""A web crawler built three ways (threads, processes, asyncio) on one durable SQL core."""
+"""A web crawler built three ways (threads, processes, asyncio) on one durable SQL core.
 
-from crawler.api import (
-    CrawlerError,
-    CrawlSettings,
-    Interrupted,
-    UsageError,
-    crawl,
-    export,
-    list_crawls,
-    resume,
-    upgrade_db,
-)
-from crawler.model import CrawlSummary
+The public API is imported lazily, so that a pool child, which only fetches and parses,
+does not pay for SQLAlchemy, Alembic and rich.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_API = {
+    "CrawlSettings": "crawler.api",
+    "CrawlerError": "crawler.api",
+    "Interrupted": "crawler.api",
+    "UsageError": "crawler.api",
+    "crawl": "crawler.api",
+    "export": "crawler.api",
+    "list_crawls": "crawler.api",
+    "resume": "crawler.api",
+    "upgrade_db": "crawler.api",
+    "CrawlSummary": "crawler.model",
+}
 __all__ = [
     "CrawlSettings",
     "CrawlSummary",
@@ -25,4 +35,23 @@ __all__ = [
     "resume",
     "upgrade_db",
 ]
-__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from crawler.api import (
+        CrawlerError,
+        CrawlSettings,
+        Interrupted,
+        UsageError,
+        crawl,
+        export,
+        list_crawls,
+        resume,
+        upgrade_db,
+    )
+    from crawler.model import CrawlSummary
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'crawler' has no attribute {name!r}")

@@ -241,6 +241,15 @@ class Frontier:
                 )
         return tasks
 
+    def lease_or_flush(self, n: int) -> list[FetchTask]:
+        """Lease ahead of need; when nothing is leasable, store the buffered results first,
+        since the links they found may be the next work."""
+        tasks = self.lease(n)
+        if not tasks and self._pending:
+            self.flush()
+            tasks = self.lease(n)
+        return tasks
+
     def _current_level(self, conn: Connection) -> int | None:
         """The shallowest depth with work queued or leased (two index lookups)."""
         f = frontier_t.c

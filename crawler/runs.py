@@ -6,12 +6,16 @@ pool. Liveness is only decided for runs on this host: a pid elsewhere proves not
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter
+
+import psutil
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +29,39 @@ class RunCost:
 
 
 class RunMeter:
-    """Started when a run starts; `stop()` gives the run's cost as deltas of getrusage."""
+    """Started when a run starts; `stop()` gives the run's cost. CPU time and context switches
+    are deltas of getrusage for this process and its reaped children (a pool is reaped before
+    the run ends). Memory is sampled: the peak of this process's RSS plus all its children's
+    at one moment, since getrusage only knows the largest single child."""
 
-    def __init__(self) -> None:
+    def __init__(self, sample_every_s: float = 0.2) -> None:
         self._wall = perf_counter()
         self._self = resource.getrusage(resource.RUSAGE_SELF)
         self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._process = psutil.Process()
+        self._peak_rss = 0
+        self._stop = threading.Event()
+        self._every = sample_every_s
+        self._sampler = threading.Thread(
+            target=self._sample_until_stopped, daemon=True, name="run-meter"
+        )
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        total = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+        self._peak_rss = max(self._peak_rss, total)
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
 
     def stop(self) -> RunCost:
+        self._stop.set()
+        self._sampler.join()
+        self._sample()
         me = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 
@@ -45,11 +74,21 @@ class RunMeter:
             wall_s=perf_counter() - self._wall,
             user_cpu_s=delta("ru_utime"),
             system_cpu_s=delta("ru_stime"),
-            # Linux reports kilobytes; the children's figure is the largest child's peak.
-            peak_rss_kb=int(me.ru_maxrss + kids.ru_maxrss),
+            peak_rss_kb=max(self._peak_rss // 1024, me.ru_maxrss),  # ru_maxrss is in KiB
             ctx_voluntary=int(delta("ru_nvcsw")),
             ctx_involuntary=int(delta("ru_nivcsw")),
         )
+
+
+def raise_open_file_limit(wanted: int | None = None) -> int:
+    """Raise the soft limit on open files towards the hard one (one connection, one file);
+    returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if wanted is None else min(max(soft, wanted), hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def this_host() -> str:

@@ -13,6 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("threads", "processes", "asyncio")
+
+
+def backend_flags(backend: str, concurrency: int = 8) -> list[str]:
+    """`--backend B --concurrency N`; a pool of processes is kept small: each one is a fresh
+    interpreter (spawn), and the machines running the tests have two cores."""
+    if backend == "processes":
+        concurrency = min(concurrency, 4)
+    return ["--backend", backend, "--concurrency", str(concurrency)]
 
 
 def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT, TreeSite, cli, last_json, query
+from tests.helpers import BACKENDS, ROOT, TreeSite, backend_flags, cli, last_json, query
 
 
 def stored_pages(db_url: str) -> list[str]:
@@ -33,10 +33,12 @@ def wait_for_pages(db_url: str, count: int) -> None:
     raise AssertionError(f"the crawl did not reach {count} pages")
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, backend):
     with TreeSite(pages=300, delay=0.02) as site:
         reference_db = f"sqlite:///{tmp_path / 'reference.db'}"
         reference = cli("crawl", site.url, "--concurrency", "8", "--json", "--db", reference_db)
+        flags = backend_flags(backend)
         assert reference.returncode == 0, reference.stderr
         assert set(stored_pages(reference_db)) == site.expected_urls()
 
@@ -48,8 +50,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
                 "crawler",
                 "crawl",
                 site.url,
-                "--concurrency",
-                "8",
+                *flags,
                 "--name",
                 "killed",
                 "--db",
@@ -68,7 +69,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
         assert leased > 0, "the kill should have left work in flight"
 
         started = time.monotonic()
-        resumed = cli("resume", "killed", "--concurrency", "8", "--json", "--db", db_url)
+        resumed = cli("resume", "killed", *flags, "--json", "--db", db_url)
         assert resumed.returncode == 0, resumed.stderr
         # The dead run's leases were taken back at once, not after their 120 s expiry.
         assert time.monotonic() - started < 60
@@ -92,8 +93,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert sorted(runs.values()) == ["dead", "finished"]
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop, backend):
     db_url = f"sqlite:///{tmp_path / 'stopped.db'}"
     with TreeSite(pages=300, delay=0.02) as site:
         process = subprocess.Popen(
@@ -103,8 +105,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop):
                 "crawler",
                 "crawl",
                 site.url,
-                "--concurrency",
-                "8",
+                *backend_flags(backend),
                 "--name",
                 "stopped",
                 "--db",
@@ -126,7 +127,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop):
         # the stopped run gave its leases back and recorded itself
         assert query(db_url, "SELECT count(*) FROM frontier WHERE state = 'leased'") == [(0,)]
         assert query(db_url, "SELECT state FROM runs") == [("interrupted",)]
-        resumed = cli("resume", "stopped", "--json", "--db", db_url)
+        resumed = cli("resume", "stopped", *backend_flags(backend), "--json", "--db", db_url)
         assert resumed.returncode == 0, resumed.stderr
     assert set(stored_pages(db_url)) == site.expected_urls()
     assert query(db_url, "SELECT frontier_id FROM fetches GROUP BY 1 HAVING count(*) > 1") == []

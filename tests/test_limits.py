@@ -7,13 +7,21 @@ import time
 import pytest
 from werkzeug import Response
 
-from tests.helpers import TreeSite, cli, last_json, query
+from tests.helpers import BACKENDS, TreeSite, backend_flags, cli, last_json, query
 
 
-def test_max_pages_holds(db_url):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_pages_holds(db_url, backend):
     with TreeSite(pages=100) as site:
         result = cli(
-            "crawl", site.url, "--max-pages", "10", "--concurrency", "8", "--json", "--db", db_url
+            "crawl",
+            site.url,
+            "--max-pages",
+            "10",
+            *backend_flags(backend),
+            "--json",
+            "--db",
+            db_url,
         )
         assert result.returncode == 0, result.stderr
         assert last_json(result.stdout)["pages"] == 10
@@ -22,28 +30,35 @@ def test_max_pages_holds(db_url):
         assert last_json(resumed.stdout)["pages"] == 10 and len(site.hits) == 10
 
 
-def test_max_depth_holds(db_url):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_depth_holds(db_url, backend):
     with TreeSite(pages=100) as site:
-        result = cli("crawl", site.url, "--max-depth", "2", "--json", "--db", db_url)
+        result = cli(
+            "crawl", site.url, *backend_flags(backend), "--max-depth", "2", "--json", "--db", db_url
+        )
         assert result.returncode == 0, result.stderr
         assert last_json(result.stdout)["pages"] == 1 + 2 + 4
         assert query(db_url, "SELECT max(depth) FROM frontier")[0][0] == 2
 
 
-def test_redirect_hop_limit(httpserver, db_url):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_redirect_hop_limit(httpserver, db_url, backend):
     for hop in range(10):
         httpserver.expect_request(f"/hop{hop}").respond_with_data(
             "", status=302, headers={"Location": f"/hop{hop + 1}"}
         )
-    result = cli("crawl", httpserver.url_for("/hop0"), "--json", "--db", db_url)
+    result = cli(
+        "crawl", httpserver.url_for("/hop0"), *backend_flags(backend), "--json", "--db", db_url
+    )
     assert result.returncode == 0, result.stderr
     rows = query(db_url, "SELECT url, error_kind FROM fetches ORDER BY id")
     assert len(rows) == 6  # the seed and 5 hops
     assert rows[-1][1] == "too_many_redirects"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("allow", [False, True])
-def test_other_hosts_are_out_of_scope_unless_allowed(httpserver, db_url, allow):
+def test_other_hosts_are_out_of_scope_unless_allowed(httpserver, db_url, allow, backend):
     other = httpserver.url_for("/other").replace("127.0.0.1", "localhost")
     httpserver.expect_request("/").respond_with_data(
         f'<a href="{other}">other host</a>', content_type="text/html"
@@ -52,15 +67,21 @@ def test_other_hosts_are_out_of_scope_unless_allowed(httpserver, db_url, allow):
         "<title>o</title>", content_type="text/html"
     )
     extra = ["--allow-host", "LOCALHOST"] if allow else []
-    result = cli("crawl", httpserver.url_for("/"), *extra, "--json", "--db", db_url)
+    result = cli(
+        "crawl", httpserver.url_for("/"), *extra, *backend_flags(backend), "--json", "--db", db_url
+    )
     assert result.returncode == 0, result.stderr
     fetched = {url for (url,) in query(db_url, "SELECT url FROM fetches")}
     assert (other in fetched) is allow
     assert query(db_url, "SELECT url, followed FROM links") == [(other, int(allow))]
 
 
-@pytest.mark.parametrize("concurrency", ["1", "16"])
-def test_max_depth_gives_the_same_pages_whatever_the_timing(httpserver, db_url, concurrency):
+@pytest.mark.parametrize(
+    ("backend", "concurrency"), [("threads", 1), *((backend, 16) for backend in BACKENDS)]
+)
+def test_max_depth_gives_the_same_pages_whatever_the_timing(
+    httpserver, db_url, backend, concurrency
+):
     """`/a` is slow, so `/x` is first reached through `/b` -> `/c` at depth 3; its true depth is
     2 (through `/a`), so `/y` at depth 3 is within --max-depth 3."""
     site = {"/": ["/a", "/b"], "/a": ["/x"], "/b": ["/c"], "/c": ["/x"], "/x": ["/y"], "/y": []}
@@ -81,8 +102,7 @@ def test_max_depth_gives_the_same_pages_whatever_the_timing(httpserver, db_url, 
         httpserver.url_for("/"),
         "--max-depth",
         "2",
-        "--concurrency",
-        concurrency,
+        *backend_flags(backend, concurrency),
         "--json",
         "--db",
         db_url,
@@ -94,23 +114,25 @@ def test_max_depth_gives_the_same_pages_whatever_the_timing(httpserver, db_url, 
     assert depths[httpserver.url_for("/x")] == 2
 
 
-def test_max_pages_picks_the_same_pages_whatever_the_concurrency(tmp_path):
+def test_max_pages_picks_the_same_pages_whatever_the_frontend_or_concurrency(tmp_path):
+    runs = [("threads", 1), ("threads", 8), ("threads", 32), ("processes", 4), ("asyncio", 32)]
     picked = {}
     with TreeSite(pages=200, fanout=3) as site:
-        for concurrency in ("1", "8", "32"):
-            db = f"sqlite:///{tmp_path / concurrency}.db"
+        for backend, concurrency in runs:
+            db = f"sqlite:///{tmp_path / backend}-{concurrency}.db"
             result = cli(
                 "crawl",
                 site.url,
                 "--max-pages",
                 "50",
-                "--concurrency",
-                concurrency,
+                *backend_flags(backend, concurrency),
                 "--json",
                 "--db",
                 db,
             )
             assert result.returncode == 0, result.stderr
-            picked[concurrency] = sorted(url for (url,) in query(db, "SELECT url FROM pages"))
-    assert len(picked["1"]) == 50
-    assert picked["1"] == picked["8"] == picked["32"]
+            picked[backend, concurrency] = sorted(
+                url for (url,) in query(db, "SELECT url FROM pages")
+            )
+    assert len(picked["threads", 1]) == 50
+    assert all(pages == picked["threads", 1] for pages in picked.values())

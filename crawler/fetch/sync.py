@@ -6,6 +6,7 @@ and a total deadline, and we time the connect, first byte, download and parse ph
 
 from __future__ import annotations
 
+import http.cookiejar
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from crawler.fetch.errors import ErrorKind
+from crawler.fetch.headers import request_headers
 from crawler.fetch.watchdog import WATCHDOG
 from crawler.model import FetchPolicy, FetchResult, FetchTask, Timings
 from crawler.parse import is_html, parse_page
@@ -78,8 +80,11 @@ def make_session(policy: FetchPolicy, pool_size: int = 4) -> requests.Session:
     adapter = _TimedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.headers["User-Agent"] = policy.user_agent
-    session.trust_env = False  # no proxies or .netrc from the environment: results must not vary
+    session.headers.update(request_headers(policy))
+    # No proxies or .netrc from the environment, and no cookies: results must not depend on
+    # either, nor on which pool child happened to fetch a page.
+    session.trust_env = False
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 

@@ -14,7 +14,11 @@ from crawler.frontier import Frontier, Progress
 from crawler.model import FetchPolicy
 
 BACKENDS = ("threads", "processes", "asyncio")
-_MODULES = {"threads": "crawler.frontends.threads"}
+_MODULES = {
+    "threads": "crawler.frontends.threads",
+    "processes": "crawler.frontends.processes",
+    "asyncio": "crawler.frontends.aio",
+}
 
 ProgressCallback = Callable[[Progress], None]
 

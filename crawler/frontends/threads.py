@@ -48,7 +48,7 @@ def run(
     try:
         while True:
             if len(ready) + len(in_flight) <= concurrency:
-                ready.extend(_lease(frontier, 2 * concurrency - len(ready) - len(in_flight)))
+                ready.extend(frontier.lease_or_flush(2 * concurrency - len(ready) - len(in_flight)))
             while ready and len(in_flight) < concurrency:
                 in_flight.add(pool.submit(work, ready.popleft()))
             if not in_flight:
@@ -77,13 +77,3 @@ def run(
         for session in sessions:
             session.close()
     return FrontendReport(workers=concurrency, startup_s=startup_s)
-
-
-def _lease(frontier: Frontier, n: int) -> list[FetchTask]:
-    """Lease ahead of need; when nothing is queued, store buffered results first, since their
-    links may be the next work."""
-    tasks = frontier.lease(n)
-    if not tasks and frontier.pending:
-        frontier.flush()
-        tasks = frontier.lease(n)
-    return tasks
