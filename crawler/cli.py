@@ -14,6 +14,7 @@ import signal
 import sys
 from dataclasses import asdict
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -23,9 +24,10 @@ from rich.text import Text
 
 import crawler
 from crawler.frontends import BACKENDS
-from crawler.frontier import Progress
 from crawler.model import CrawlSummary
-from crawler.store.engine import DEFAULT_DB
+
+if TYPE_CHECKING:
+    from crawler.frontier import Progress
 
 err = Console(stderr=True)
 # A table piped to a file or a test is not cut to 80 columns.
@@ -63,6 +65,8 @@ def _seconds(text: str) -> float:
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
+    from crawler.store.engine import DEFAULT_DB  # here, not at import: pool children import us
+
     parser.add_argument(
         "--db",
         help=f"database URL (default: $CRAWLER_DB, else {DEFAULT_DB})",

@@ -52,8 +52,8 @@ class Limits:
 
     @property
     def bounded(self) -> bool:
-        """With a page or depth limit, the crawl goes level by level (see Frontier.lease), so
-        that which pages make the cut does not depend on timing."""
+        """With a page or depth limit, the crawl goes strictly level by level (see
+        Frontier.lease), so that which pages make the cut does not depend on timing."""
         return self.max_pages is not None or self.max_depth is not None
 
 
@@ -173,10 +173,12 @@ class Frontier:
         """Claim up to n URLs: leases that expired in other runs' hands first (work a dead run
         left), then queued URLs, shallowest first and then in key order.
 
-        With a page or depth limit the crawl is an exact breadth-first walk: nothing at depth
-        d+1 is leased while anything at depth d is queued or leased, so every URL gets its true
-        depth, and the URLs that fill the page budget are the same whatever the frontend, the
-        concurrency or the timing. --max-pages counts URLs leased for the first time."""
+        Leasing follows the levels of a breadth-first walk, so that every URL is stored at its
+        true depth whatever the frontend, the concurrency or the timing: with d the shallowest
+        depth still queued or leased, only depths d and d+1 are leased (a URL at d+1 cannot be
+        reached in fewer links once level d-1 is done). With a page or depth limit, only depth
+        d: which URLs fill the page budget is then the same on every run too.
+        --max-pages counts URLs leased for the first time."""
         if n <= 0:
             return []
         now = time.time()
@@ -191,10 +193,11 @@ class Frontier:
                     .with_for_update()  # runs on other machines take turns on the budget
                 ).scalar_one()
                 budget = max(0, self.limits.max_pages - started)
-            level = self._current_level(conn) if self.limits.bounded else None
+            level = self._current_level(conn)
+            deepest = None if level is None else level + (0 if self.limits.bounded else 1)
             expired_elsewhere = and_(f.lease_expires_at < now, f.lease_owner != self.run_id)
-            expired = self._candidates(conn, LEASED, expired_elsewhere, n, level)
-            queued = self._candidates(conn, QUEUED, f.next_attempt_at <= now, n, level)
+            expired = self._candidates(conn, LEASED, expired_elsewhere, n, deepest)
+            queued = self._candidates(conn, QUEUED, f.next_attempt_at <= now, n, deepest)
             chosen, given_up, fresh = [], [], 0
             for row in [*expired, *queued]:
                 if len(chosen) >= n:
@@ -262,7 +265,7 @@ class Frontier:
         known = [d for d in depths if d is not None]
         return min(known) if known else None
 
-    def _candidates(self, conn: Connection, state: str, due, n: int, level: int | None):
+    def _candidates(self, conn: Connection, state: str, due, n: int, deepest: int | None):
         f = frontier_t.c
         query = (
             select(f.id, f.url, f.depth, f.attempts, f.redirect_hops)
@@ -271,8 +274,8 @@ class Frontier:
             .limit(n)
             .with_for_update(skip_locked=True)
         )
-        if level is not None:
-            query = query.where(f.depth == level)
+        if deepest is not None:
+            query = query.where(f.depth <= deepest)
         return conn.execute(query).all()
 
     def _give_up(self, conn: Connection, rows, now: float) -> None:
@@ -450,10 +453,12 @@ class Frontier:
                 )
                 if followed:
                     key = url_key(link.url)
-                    if key not in new_urls and not self._recent.known_at_or_above(key, depth):
-                        new_urls[key] = frontier_row(
-                            self.crawl_id, link.url, depth, r.task.frontier_id
-                        )
+                    known = new_urls.get(key)
+                    if known is not None and known["depth"] <= depth:
+                        continue  # already in this batch, as shallow or shallower
+                    if known is None and self._recent.known_at_or_above(key, depth):
+                        continue
+                    new_urls[key] = frontier_row(self.crawl_id, link.url, depth, r.task.frontier_id)
         if link_rows:
             conn.execute(insert(links_t), link_rows)
         insert_ignoring_duplicates(conn, list(new_urls.values()))

@@ -131,3 +131,45 @@ def test_redirects_are_stored_with_their_targets(fixture_crawl):
     origin, db_url, _ = fixture_crawl
     rows = query(db_url, "SELECT url, location FROM fetches WHERE location IS NOT NULL")
     assert {path_of(u, origin): path_of(loc, origin) for u, loc in rows} == REDIRECTS
+
+
+def test_the_run_records_what_it_cost(fixture_crawl):
+    _, db_url, summary = fixture_crawl
+    backend = summary["backend"]
+    [row] = query(
+        db_url,
+        "SELECT frontend, concurrency, workers, wall_s, user_cpu_s, system_cpu_s, peak_rss_kb,"
+        " ctx_voluntary, ctx_involuntary, store_s, startup_s, ipc_bytes, pages, fetches, errors,"
+        " state, hostname, pid FROM runs",
+    )
+    (
+        frontend,
+        concurrency,
+        workers,
+        wall,
+        user,
+        system,
+        rss,
+        voluntary,
+        involuntary,
+        store,
+        startup,
+        ipc,
+        pages,
+        fetches,
+        errors,
+        state,
+        hostname,
+        pid,
+    ) = row
+    assert (frontend, state) == (backend, "finished")
+    assert workers == concurrency == summary["concurrency"]
+    assert wall > 0 and user > 0 and system >= 0 and voluntary > 0 and involuntary >= 0
+    assert 0 < store < wall and startup is not None and hostname and pid
+    assert (pages, fetches, errors) == (summary["pages"], summary["fetches"], summary["errors"])
+    if backend == "processes":
+        # the pool is charged: its start-up, the bytes on its pipes, its children's memory
+        assert startup > 0.1 and ipc > 1000
+        assert rss > 2 * 50_000  # the parent and at least one child, each tens of MiB
+    else:
+        assert not ipc

@@ -216,3 +216,17 @@ def test_released_leases_refund_their_attempt(setup):
         [seed] = frontier.lease(1)
         assert seed.attempt == 1
         frontier.release_leases_of([frontier.run_id], refund_attempt=True)
+
+
+def test_in_one_batch_the_shallowest_link_sets_the_depth(setup):
+    _engine, make = setup
+    frontier = make()
+    [seed] = frontier.lease(1)
+    frontier.complete([page_result(seed, [f"{SEED}a", f"{SEED}b"])])
+    tasks = {t.url: t for t in frontier.lease(2)}
+    frontier.complete([page_result(tasks[f"{SEED}a"], [f"{SEED}c"])])
+    [c] = frontier.lease(1)  # depth 2, leased while b (depth 1) is still out
+    assert c.depth == 2
+    frontier.complete([page_result(c, [f"{SEED}y"]), page_result(tasks[f"{SEED}b"], [f"{SEED}y"])])
+    [y] = frontier.lease(1)
+    assert (y.url, y.depth) == (f"{SEED}y", 2)

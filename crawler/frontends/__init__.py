@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from crawler.frontier import Frontier, Progress
-from crawler.model import FetchPolicy
+if TYPE_CHECKING:  # a pool child imports this package: keep SQLAlchemy out of it
+    from crawler.frontier import Frontier, Progress
+    from crawler.model import FetchPolicy
 
 BACKENDS = ("threads", "processes", "asyncio")
 _MODULES = {
@@ -20,7 +21,7 @@ _MODULES = {
     "asyncio": "crawler.frontends.aio",
 }
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[["Progress"], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,14 @@ import signal
 import time
 from collections import deque
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from crawler.fetch.sync import fetch, make_session
 from crawler.frontends import FrontendReport, ProgressCallback
-from crawler.frontier import Frontier
 from crawler.model import FetchPolicy, FetchResult, FetchTask
+
+if TYPE_CHECKING:  # the children import this module: keep SQLAlchemy out of them
+    from crawler.frontier import Frontier
 
 IDLE_POLL_S = 0.2
 START_TIMEOUT_S = 300
