@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m fixtures.bench
+	$(BIN)/python -m crawler.bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
