@@ -3,7 +3,6 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEMO_PORT ?= 8765
 DEMO_DIR  := .demo
 
 .PHONY: install demo test lint bench clean
@@ -17,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	DEMO_PORT=$(DEMO_PORT) DEMO_DIR=$(DEMO_DIR) $(BIN)/python -m crawler.demo
+	DEMO_DIR=$(DEMO_DIR) $(BIN)/python -m crawler.demo
 
 test: $(STAMP)
 	.ci/ensure-postgres

@@ -1,4 +1,8 @@
-"""`make demo`: serve the fixture site, crawl it with every frontend, print them side by side."""
+"""`make demo`: serve the fixture sites, crawl them with every frontend, print them side by side.
+
+First the hand-written site (correctness: the three must agree), then a generated site with
+latency, where the three ways of waiting for I/O start to differ.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,39 @@ from pathlib import Path
 import crawler
 from crawler.cli import out as console
 from crawler.cli import summary_table
-from crawler.frontends import BACKENDS, BackendUnavailable, load
+from crawler.frontends import BACKENDS
+
+GENERATED = ["--pages", "2000", "--latency-ms", "20", "--page-kb", "8"]
+CONCURRENCY = 32
 
 
-def available_backends() -> list[str]:
-    names = []
-    for name in BACKENDS:
-        try:
-            load(name)
-        except BackendUnavailable:
-            continue
-        names.append(name)
-    return names
+class Site:
+    """A fixture server in its own process."""
+
+    def __init__(self, *flags: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fixtures.server", "--port", "0", *flags],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line.startswith("serving fixture site on "):
+            self.close()
+            raise RuntimeError(f"the fixture server did not start: {line!r}")
+        self.url = line.split(" on ", 1)[1].strip()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def crawl_with_each(url: str, db: str, name: str) -> list:
+    return [
+        crawler.crawl(
+            [url], backend=backend, concurrency=CONCURRENCY, db=db, name=f"{name}-{backend}"
+        )
+        for backend in BACKENDS
+    ]
 
 
 def main() -> int:
@@ -30,37 +55,24 @@ def main() -> int:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     db = f"sqlite:///{folder / 'demo.db'}"
-    port = os.environ.get("DEMO_PORT", "0")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "fixtures", "serve", "--port", port],
-        stdout=subprocess.PIPE,
-        text=True,
+    for title, flags, name in (
+        ("the hand-written fixture site", [], "handwritten"),
+        ("a generated site: 2,000 pages, 20 ms latency", GENERATED, "generated"),
+    ):
+        site = Site(*flags)
+        try:
+            console.print(f"\n[bold]{title}[/bold] at {site.url}, concurrency {CONCURRENCY}")
+            table = summary_table(crawl_with_each(site.url, db, name))
+            table.title = title
+            console.print(table)
+        finally:
+            site.close()
+    console.print(
+        f"stored in {db}; look inside with\n"
+        f"  .venv/bin/crawler crawls --db {db}\n"
+        f"  .venv/bin/crawler export handwritten-threads --db {db} | head"
     )
-    try:
-        line = server.stdout.readline()
-        if not line.startswith("serving fixture site on "):
-            console.print(f"the fixture server did not start: {line!r}")
-            return 1
-        url = line.split(" on ", 1)[1].strip()
-        console.print(f"fixture site at {url}; crawling it into {db}")
-        summaries = []
-        for backend in available_backends():
-            summary = crawler.crawl(
-                [url], backend=backend, concurrency=16, db=db, name=f"demo-{backend}"
-            )
-            summaries.append(summary)
-        console.print(summary_table(summaries))
-        missing = [b for b in BACKENDS if b not in available_backends()]
-        if missing:
-            console.print(f"not available yet: {', '.join(missing)}")
-        console.print(
-            f"look inside: .venv/bin/crawler crawls --db {db}\n"
-            f"             .venv/bin/crawler export demo-threads --db {db} | head"
-        )
-        return 0
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    return 0
 
 
 if __name__ == "__main__":

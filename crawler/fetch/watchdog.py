@@ -43,7 +43,8 @@ class Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            elif self._heap[0][2] is ticket:
+                self._wake.notify()  # only a new earliest deadline changes the watchdog's sleep
         return ticket
 
     def add_socket(self, ticket: Ticket, sock: socket.socket | None) -> None:
