@@ -45,6 +45,7 @@ class RunMeter:
         self._sampler = threading.Thread(
             target=self._sample_until_stopped, daemon=True, name="run-meter"
         )
+        self._sample()
         self._sampler.start()
 
     def _sample(self) -> None:
@@ -74,7 +75,9 @@ class RunMeter:
             wall_s=perf_counter() - self._wall,
             user_cpu_s=delta("ru_utime"),
             system_cpu_s=delta("ru_stime"),
-            peak_rss_kb=max(self._peak_rss // 1024, me.ru_maxrss),  # ru_maxrss is in KiB
+            # sampled, not ru_maxrss: that is the process's lifetime peak, which an earlier run
+            # in the same process (the demo, the API) would leak into this one
+            peak_rss_kb=self._peak_rss // 1024,
             ctx_voluntary=int(delta("ru_nvcsw")),
             ctx_involuntary=int(delta("ru_nivcsw")),
         )
