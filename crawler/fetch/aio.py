@@ -8,7 +8,6 @@ first byte. Library exceptions become our error kinds here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-import time
 from time import perf_counter
 from types import SimpleNamespace
 
@@ -16,10 +15,9 @@ import aiohttp
 from yarl import URL
 
 from crawler.fetch.errors import ErrorKind
+from crawler.fetch.exchange import Exchange
 from crawler.fetch.headers import request_headers
-from crawler.model import FetchPolicy, FetchResult, FetchTask, Timings
-from crawler.parse import is_html, parse_page
-from crawler.urls import resolve
+from crawler.model import FetchPolicy, FetchResult, FetchTask
 
 CHUNK = 64 * 1024
 
@@ -104,15 +102,8 @@ async def fetch(
     session: aiohttp.ClientSession, task: FetchTask, policy: FetchPolicy, worker: str
 ) -> FetchResult:
     """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
-    started_at = time.time()
-    t0 = perf_counter()
+    exchange = Exchange(task, worker)
     timing: dict[str, float] = {}
-    status = content_type = location = None
-    first_byte_s = download_s = parse_s = None
-    body_bytes = 0
-    page = None
-    error_kind: ErrorKind | None = None
-    error_message: str | None = None
     try:
         async with asyncio.timeout(policy.deadline):
             async with session.get(
@@ -120,52 +111,17 @@ async def fetch(
                 allow_redirects=False,
                 trace_request_ctx=timing,
             ) as response:
-                first_byte_s = perf_counter() - t0
-                status = response.status
-                content_type = response.headers.get("Content-Type")
-                if 300 <= status < 400:
-                    raw_location = response.headers.get("Location")
-                    location = resolve(raw_location, task.url) if raw_location else None
-                    if location is None:
-                        error_kind = ErrorKind.BAD_REDIRECT
-                        error_message = f"{status} with Location {raw_location!r}"
-                elif is_html(content_type):
-                    download_start = perf_counter()
+                exchange.answered(response.status, response.headers, timing.get("connect", 0.0))
+                if exchange.wants_body:
+                    download_started = perf_counter()
                     body = await _read_body(response, policy)
-                    download_s = perf_counter() - download_start
-                    body_bytes = len(body)
-                    if status == 200:
-                        parse_start = perf_counter()
-                        page = parse_page(task.url, body, response.headers)
-                        parse_s = perf_counter() - parse_start
+                    exchange.body(body, perf_counter() - download_started, response.headers)
     except TimeoutError:
-        error_kind = ErrorKind.DEADLINE
-        error_message = f"exchange not complete after {policy.deadline:g} s"
+        exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
     except _TooLarge as exc:
-        error_kind, error_message = ErrorKind.TOO_LARGE, str(exc)
+        exchange.fail(ErrorKind.TOO_LARGE, str(exc))
     except (aiohttp.ClientError, OSError) as exc:
-        error_kind, error_message = _error_kind(exc), f"{type(exc).__name__}: {exc}"[:1000]
+        exchange.fail(_error_kind(exc), f"{type(exc).__name__}: {exc}")
     except (UnicodeError, ValueError) as exc:  # e.g. a header value aiohttp refuses to send
-        error_kind, error_message = ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}"[:1000]
-    if error_kind is not None and error_kind != ErrorKind.BAD_REDIRECT:
-        page = None
-    return FetchResult(
-        task=task,
-        worker=worker,
-        started_at=started_at,
-        status=status,
-        content_type=content_type,
-        body_bytes=body_bytes,
-        location=location,
-        error_kind=error_kind.value if error_kind else None,
-        error_message=error_message,
-        page=page,
-        timings=Timings(
-            queue_wait=max(0.0, started_at - task.leased_at),
-            connect=timing.get("connect", 0.0) if first_byte_s is not None else None,
-            first_byte=first_byte_s,
-            download=download_s,
-            parse=parse_s,
-            total=perf_counter() - t0,
-        ),
-    )
+        exchange.fail(ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
+    return exchange.result()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.cookiejar
 import socket
 import threading
-import time
 from time import perf_counter
 
 import requests
@@ -19,11 +18,10 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from crawler.fetch.errors import ErrorKind
+from crawler.fetch.exchange import Exchange
 from crawler.fetch.headers import request_headers
 from crawler.fetch.watchdog import WATCHDOG
-from crawler.model import FetchPolicy, FetchResult, FetchTask, Timings
-from crawler.parse import is_html, parse_page
-from crawler.urls import resolve
+from crawler.model import FetchPolicy, FetchResult, FetchTask
 
 CHUNK = 64 * 1024
 
@@ -158,17 +156,8 @@ def _read_body(response: requests.Response, policy: FetchPolicy, deadline: float
 
 def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> FetchResult:
     """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
-    started_at = time.time()
-    queue_wait = max(0.0, started_at - task.leased_at)
-    worker = threading.current_thread().name
-    t0 = perf_counter()
-    deadline = t0 + policy.deadline
-    status = content_type = location = None
-    connect_s = first_byte_s = download_s = parse_s = None
-    body_bytes = 0
-    page = None
-    error_kind: ErrorKind | None = None
-    error_message: str | None = None
+    exchange = Exchange(task, threading.current_thread().name)
+    deadline = exchange.started + policy.deadline
     _current.connect_s = 0.0
     _current.ticket = ticket = WATCHDOG.watch(policy.deadline)
     try:
@@ -179,61 +168,25 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
             timeout=(policy.connect_timeout, policy.read_timeout),
         )
         with response:
-            first_byte_s = perf_counter() - t0
-            connect_s = _current.connect_s
-            status = response.status_code
-            content_type = response.headers.get("Content-Type")
-            if 300 <= status < 400:
-                raw_location = response.headers.get("Location")
-                location = resolve(raw_location, task.url) if raw_location else None
-                if location is None:
-                    error_kind = ErrorKind.BAD_REDIRECT
-                    error_message = f"{status} with Location {raw_location!r}"
-            elif is_html(content_type):
-                download_start = perf_counter()
+            exchange.answered(response.status_code, response.headers, _current.connect_s)
+            if exchange.wants_body:
+                download_started = perf_counter()
                 body = _read_body(response, policy, deadline)
                 if ticket.expired:  # the watchdog cut the socket: what we read is partial
                     raise _Deadline(f"exchange not complete after {policy.deadline:g} s")
-                download_s = perf_counter() - download_start
-                body_bytes = len(body)
-                if status == 200:
-                    parse_start = perf_counter()
-                    page = parse_page(task.url, body, response.headers)
-                    parse_s = perf_counter() - parse_start
+                exchange.body(body, perf_counter() - download_started, response.headers)
     except _Deadline as exc:
-        error_kind, error_message = ErrorKind.DEADLINE, str(exc)
+        exchange.fail(ErrorKind.DEADLINE, str(exc))
     except _TooLarge as exc:
-        error_kind, error_message = ErrorKind.TOO_LARGE, str(exc)
+        exchange.fail(ErrorKind.TOO_LARGE, str(exc))
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         if ticket.expired:
-            error_kind = ErrorKind.DEADLINE
-            error_message = f"exchange not complete after {policy.deadline:g} s"
+            exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
         else:
-            error_kind, error_message = _error_kind(exc), f"{type(exc).__name__}: {exc}"[:1000]
+            exchange.fail(_error_kind(exc), f"{type(exc).__name__}: {exc}")
     except (UnicodeError, ValueError) as exc:  # e.g. a header value requests refuses to send
-        error_kind, error_message = ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}"[:1000]
+        exchange.fail(ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
     finally:
         WATCHDOG.done(ticket)
         _current.ticket = None
-    if error_kind is not None and error_kind != ErrorKind.BAD_REDIRECT:
-        page = None
-    return FetchResult(
-        task=task,
-        worker=worker,
-        started_at=started_at,
-        status=status,
-        content_type=content_type,
-        body_bytes=body_bytes,
-        location=location,
-        error_kind=error_kind.value if error_kind else None,
-        error_message=error_message,
-        page=page,
-        timings=Timings(
-            queue_wait=queue_wait,
-            connect=connect_s,
-            first_byte=first_byte_s,
-            download=download_s,
-            parse=parse_s,
-            total=perf_counter() - t0,
-        ),
-    )
+    return exchange.result()

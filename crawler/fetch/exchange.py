@@ -1,0 +1,85 @@
+"""What one fetch learns as it goes, whichever HTTP client does it: both fetchers fill an
+Exchange and freeze it into a FetchResult, so redirects, parsing and timing are decided once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from time import perf_counter
+
+from crawler.fetch.errors import ErrorKind
+from crawler.model import FetchResult, FetchTask, Timings
+from crawler.parse import is_html, parse_page
+from crawler.urls import resolve
+
+
+class Exchange:
+    def __init__(self, task: FetchTask, worker: str) -> None:
+        self.task = task
+        self.worker = worker
+        self.started_at = time.time()
+        self.started = perf_counter()
+        self.status: int | None = None
+        self.content_type: str | None = None
+        self.location: str | None = None
+        self.body_bytes = 0
+        self.page = None
+        self.error_kind: ErrorKind | None = None
+        self.error_message: str | None = None
+        self.connect: float | None = None
+        self.first_byte: float | None = None
+        self.download: float | None = None
+        self.parse: float | None = None
+
+    def answered(self, status: int, headers: Mapping[str, str], connect: float | None) -> None:
+        """The status line and headers are in. A 3xx is resolved here: the frontier, not the
+        client, follows it."""
+        self.first_byte = perf_counter() - self.started
+        self.connect = connect
+        self.status = status
+        self.content_type = headers.get("Content-Type")
+        if 300 <= status < 400:
+            raw = headers.get("Location")
+            self.location = resolve(raw, self.task.url) if raw else None
+            if self.location is None:
+                self.fail(ErrorKind.BAD_REDIRECT, f"{status} with Location {raw!r}")
+
+    @property
+    def wants_body(self) -> bool:
+        """Only HTML is downloaded: other content types stop at the headers."""
+        return self.location is None and self.error_kind is None and is_html(self.content_type)
+
+    def body(self, body: bytes, download_s: float, headers: Mapping[str, str]) -> None:
+        self.download = download_s
+        self.body_bytes = len(body)
+        if self.status == 200:
+            parse_started = perf_counter()
+            self.page = parse_page(self.task.url, body, headers)
+            self.parse = perf_counter() - parse_started
+
+    def fail(self, kind: ErrorKind, message: str) -> None:
+        self.error_kind = kind
+        self.error_message = message[:1000]
+        self.page = None
+
+    def result(self) -> FetchResult:
+        return FetchResult(
+            task=self.task,
+            worker=self.worker,
+            started_at=self.started_at,
+            status=self.status,
+            content_type=self.content_type,
+            body_bytes=self.body_bytes,
+            location=self.location,
+            error_kind=self.error_kind.value if self.error_kind else None,
+            error_message=self.error_message,
+            page=self.page,
+            timings=Timings(
+                queue_wait=max(0.0, self.started_at - self.task.leased_at),
+                connect=self.connect,
+                first_byte=self.first_byte,
+                download=self.download,
+                parse=self.parse,
+                total=perf_counter() - self.started,
+            ),
+        )
