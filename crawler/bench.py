@@ -23,31 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crawler.frontends import BACKENDS
+from fixtures.server import ServerProcess
 
 OUT = Path("bench-out")
 CHILD_MIB = 45  # a pool child's resident size, measured: spawn re-imports requests and lxml
-
-
-def serve(pages: int, latency_ms: int) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fixtures.server",
-            "--port",
-            "0",
-            "--pages",
-            str(pages),
-            "--latency-ms",
-            str(latency_ms),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = server.stdout.readline()
-    if not line.startswith("serving fixture site on "):
-        raise RuntimeError(f"fixture server did not start: {line!r}")
-    return server, line.split(" on ", 1)[1].strip()
 
 
 def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:
@@ -108,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="crawler-bench-") as scratch:
         for latency in latencies:
-            server, url = serve(args.pages, latency)
-            try:
+            flags = ["--pages", str(args.pages), "--latency-ms", str(latency)]
+            with ServerProcess(*flags) as server:
+                url = server.url
                 for concurrency in levels:
                     for backend in args.backends.split(","):
                         needed = concurrency * CHILD_MIB * 1.5
@@ -126,9 +106,6 @@ def main(argv: list[str] | None = None) -> int:
                         }
                         rows.append(row)
                         console.print(json.dumps(row), highlight=False)
-            finally:
-                server.terminate()
-                server.wait(timeout=15)
     table = Table(title=f"the three frontends on a {args.pages:,}-page generated site")
     for column in (
         "latency",

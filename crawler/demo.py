@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,29 +15,10 @@ import crawler
 from crawler.cli import out as console
 from crawler.cli import summary_table
 from crawler.frontends import BACKENDS
+from fixtures.server import ServerProcess
 
 GENERATED = ["--pages", "2000", "--latency-ms", "20", "--page-kb", "8"]
 CONCURRENCY = 32
-
-
-class Site:
-    """A fixture server in its own process."""
-
-    def __init__(self, *flags: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fixtures.server", "--port", "0", *flags],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.process.stdout.readline()
-        if not line.startswith("serving fixture site on "):
-            self.close()
-            raise RuntimeError(f"the fixture server did not start: {line!r}")
-        self.url = line.split(" on ", 1)[1].strip()
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 def crawl_with_each(url: str, db: str, name: str) -> list:
@@ -59,14 +39,11 @@ def main() -> int:
         ("the hand-written fixture site", [], "handwritten"),
         ("a generated site: 2,000 pages, 20 ms latency", GENERATED, "generated"),
     ):
-        site = Site(*flags)
-        try:
+        with ServerProcess(*flags) as site:
             console.print(f"\n[bold]{title}[/bold] at {site.url}, concurrency {CONCURRENCY}")
             table = summary_table(crawl_with_each(site.url, db, name))
             table.title = title
             console.print(table)
-        finally:
-            site.close()
     console.print(
         f"stored in {db}; look inside with\n"
         f"  .venv/bin/crawler crawls --db {db}\n"

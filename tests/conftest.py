@@ -1,30 +1,15 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import FixtureServer
 
 
 @pytest.fixture(scope="session")
 def fixture_site():
     """The hand-written fixture site, served by `crawler fixtures serve` on a free port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "fixtures", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    line = process.stdout.readline()
-    if not line.startswith("serving fixture site on "):
-        process.kill()
-        raise RuntimeError(f"fixture server did not start: {line!r} {process.stderr.read()}")
-    yield line.split(" on ", 1)[1].strip()
-    process.terminate()
-    process.wait(timeout=10)
+    with FixtureServer() as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fixtures.server import ServerProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("threads", "processes", "asyncio")
 
@@ -108,47 +110,6 @@ class TreeSite:
         self.server.server_close()
 
 
-class FixtureServer:
+def FixtureServer(*flags: str) -> ServerProcess:
     """`crawler fixtures serve FLAGS` in its own process, on a free port, as users run it."""
-
-    def __init__(self, *flags: str) -> None:
-        self.flags = flags
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def __enter__(self) -> FixtureServer:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "crawler", "fixtures", "serve", "--port", "0", *self.flags],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        line = self.process.stdout.readline()
-        if not line.startswith("serving fixture site on "):
-            self.process.kill()
-            raise RuntimeError(
-                f"fixture server did not start: {line!r} {self.process.stderr.read()}"
-            )
-        self.url = line.split(" on ", 1)[1].strip()
-        return self
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1].strip("/"))
-
-    def rss_kb(self) -> int:
-        """Resident memory of the server process now (Linux)."""
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    return ServerProcess(*flags, command=[sys.executable, "-m", "crawler", "fixtures", "serve"])
