@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +36,20 @@ def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess
         timeout=timeout,
         env={**os.environ, **(env or {})},
         cwd=ROOT,
+    )
+
+
+def start_crawler(*args: str, output: int | None = subprocess.DEVNULL) -> subprocess.Popen:
+    """`python -m crawler ARGS` in the background, as if started at a terminal: Ctrl-C
+    reaches it. (A shell that runs commands in the background, as CI may, sets SIGINT to
+    ignored, and a child inherits that; Python then never raises KeyboardInterrupt.)"""
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler", *args],
+        cwd=ROOT,
+        stdout=output,
+        stderr=output,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

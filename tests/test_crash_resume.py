@@ -7,12 +7,19 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.helpers import BACKENDS, ROOT, TreeSite, backend_flags, cli, last_json, query
+from tests.helpers import (
+    BACKENDS,
+    TreeSite,
+    backend_flags,
+    cli,
+    last_json,
+    query,
+    start_crawler,
+)
 
 
 def stored_pages(db_url: str) -> list[str]:
@@ -43,23 +50,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, backend):
         assert set(stored_pages(reference_db)) == site.expected_urls()
 
         db_url = f"sqlite:///{tmp_path / 'killed.db'}"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "crawler",
-                "crawl",
-                site.url,
-                *flags,
-                "--name",
-                "killed",
-                "--db",
-                db_url,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_crawler("crawl", site.url, *flags, "--name", "killed", "--db", db_url)
         wait_for_pages(db_url, 60)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -98,23 +89,15 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, backend):
 def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop, backend):
     db_url = f"sqlite:///{tmp_path / 'stopped.db'}"
     with TreeSite(pages=300, delay=0.02) as site:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "crawler",
-                "crawl",
-                site.url,
-                *backend_flags(backend),
-                "--name",
-                "stopped",
-                "--db",
-                db_url,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        process = start_crawler(
+            "crawl",
+            site.url,
+            *backend_flags(backend),
+            "--name",
+            "stopped",
+            "--db",
+            db_url,
+            output=subprocess.PIPE,
         )
         wait_for_pages(db_url, 40)
         process.send_signal(stop)
@@ -141,12 +124,7 @@ def test_many_interruptions_lose_nothing_and_fail_nothing(tmp_path):
         command = ["crawl", site.url, "--name", "many"]
         for _ in range(4):
             before = len(stored_pages(db_url)) if os.path.exists(tmp_path / "many.db") else 0
-            process = subprocess.Popen(
-                [sys.executable, "-m", "crawler", *command, "--concurrency", "8", "--db", db_url],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            process = start_crawler(*command, "--concurrency", "8", "--db", db_url)
             wait_for_pages(db_url, before + 15)  # this run is under way
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=10) == 130
