@@ -173,3 +173,21 @@ def test_the_run_records_what_it_cost(fixture_crawl):
         assert rss > 2 * 50_000  # the parent and at least one child, each tens of MiB
     else:
         assert not ipc
+
+
+def test_the_three_frontends_store_the_same_site(fixture_site, tmp_path):
+    """Pages, statuses, titles, the link graph and depths: identical whatever the frontend."""
+    graph = """SELECT f.url, f.status, f.error_kind, p.title, l.position, l.url, l.followed,
+                      fr.depth
+               FROM fetches f JOIN frontier fr ON fr.id = f.frontier_id
+               LEFT JOIN pages p ON p.frontier_id = f.frontier_id
+               LEFT JOIN links l ON l.page_id = p.id
+               ORDER BY f.url, l.position"""
+    stored = {}
+    for backend in BACKENDS:
+        db_url = f"sqlite:///{tmp_path / backend}.db"
+        result = cli("crawl", fixture_site, *backend_flags(backend), "--db", db_url)
+        assert result.returncode == 0, result.stderr
+        stored[backend] = query(db_url, graph)
+    assert len(stored["threads"]) > 100
+    assert stored["threads"] == stored["processes"] == stored["asyncio"]
