@@ -337,8 +337,9 @@ def _run(
         ) from None
     finally:
         if state != "finished":
-            # In-flight work is abandoned: give its leases back now rather than at expiry.
-            frontier.release_leases_of([run_id], refund_attempt=True)
+            # In-flight work is abandoned: give its leases back now rather than at expiry. Only
+            # a stop that was asked for refunds the attempt; a crash may be the URL's doing.
+            frontier.release_leases_of([run_id], refund_attempt=state == "interrupted")
         cost = meter.stop()
         progress = frontier.progress
         crawl_done = state == "finished" and frontier.finished()

@@ -519,23 +519,41 @@ class Frontier:
 
     def release_leases_of(self, run_ids: list[int], *, refund_attempt: bool = False) -> int:
         """Give back at once the leases of runs known to be gone. A run that stopped cleanly
-        (Ctrl-C) refunds the attempt: its look-ahead was never tried. A run that died does not:
-        the URL may be what killed it, and max_attempts must stop that."""
+        (Ctrl-C) refunds the attempt: its look-ahead was never tried, and a URL back at zero
+        attempts is taken off the page budget again. A run that died does not refund: the URL
+        may be what killed it, and max_attempts must stop that."""
         if not run_ids:
             return 0
         f = frontier_t.c
+        released = and_(f.crawl_id == self.crawl_id, f.state == LEASED, f.lease_owner.in_(run_ids))
         values = {
             "state": QUEUED,
             "lease_owner": None,
             "lease_token": None,
             "lease_expires_at": None,
         }
-        if refund_attempt:
-            values["attempts"] = f.attempts - 1
         with self.engine.begin() as conn:
-            return conn.execute(
-                update(frontier_t)
-                .where(and_(f.crawl_id == self.crawl_id, f.state == LEASED))
-                .where(f.lease_owner.in_(run_ids))
-                .values(**values)
-            ).rowcount
+            if refund_attempt:
+                values["attempts"] = f.attempts - 1
+                first_tries = conn.execute(
+                    select(func.count()).where(released, f.attempts == 1)
+                ).scalar_one()
+                if first_tries:
+                    conn.execute(
+                        update(crawls_t)
+                        .where(crawls_t.c.id == self.crawl_id)
+                        .values(urls_started=crawls_t.c.urls_started - first_tries)
+                    )
+            return conn.execute(update(frontier_t).where(released).values(**values)).rowcount
+
+    def give_back(self, tasks: list[FetchTask]) -> None:
+        """Return leased URLs whose results will never come (their worker died). The attempt
+        counts, so a URL that keeps killing workers ends as failed."""
+        f = frontier_t.c
+        with self.engine.begin() as conn:
+            for task in tasks:
+                conn.execute(
+                    update(frontier_t)
+                    .where(f.id == task.frontier_id, f.lease_token == task.lease_token)
+                    .values(state=QUEUED, lease_owner=None, lease_token=None, lease_expires_at=None)
+                )

@@ -39,6 +39,8 @@ class RunMeter:
         self._self = resource.getrusage(resource.RUSAGE_SELF)
         self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
         self._process = psutil.Process()
+        # children already there (a fixture server the demo started) are not this run's
+        self._others = {child.pid for child in self._process.children(recursive=True)}
         self._peak_rss = 0
         self._stop = threading.Event()
         self._every = sample_every_s
@@ -51,8 +53,9 @@ class RunMeter:
     def _sample(self) -> None:
         total = self._process.memory_info().rss
         for child in self._process.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                total += child.memory_info().rss
+            if child.pid not in self._others:
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
         self._peak_rss = max(self._peak_rss, total)
 
     def _sample_until_stopped(self) -> None:

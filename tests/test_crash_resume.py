@@ -134,3 +134,57 @@ def test_many_interruptions_lose_nothing_and_fail_nothing(tmp_path):
     assert set(stored_pages(db_url)) == site.expected_urls()
     assert query(db_url, "SELECT count(*) FROM frontier WHERE state != 'done'") == [(0,)]
     assert query(db_url, "SELECT max(attempts) FROM frontier") == [(1,)]
+
+
+def test_a_pool_child_that_dies_loses_nothing(tmp_path):
+    """The OOM killer takes a pool child mid-fetch: the pool replaces it, the lost URL goes
+    back to the frontier after the deadline, and the crawl ends with every page."""
+    import psutil
+
+    db_url = f"sqlite:///{tmp_path / 'child.db'}"
+    with TreeSite(pages=200, delay=0.05) as site:
+        process = start_crawler(
+            "crawl",
+            site.url,
+            "--backend",
+            "processes",
+            "--concurrency",
+            "3",
+            "--timeout",
+            "2",
+            "--json",
+            "--db",
+            db_url,
+            output=subprocess.PIPE,
+        )
+        wait_for_pages(db_url, 20)
+        children = psutil.Process(process.pid).children()
+        workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+        workers[0].kill()
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert last_json(stdout)["pages"] == 200
+    assert set(stored_pages(db_url)) == site.expected_urls()
+
+
+def test_an_interrupted_crawl_keeps_its_page_budget(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'budget.db'}"
+    with TreeSite(pages=300, delay=0.02) as site:
+        process = start_crawler(
+            "crawl",
+            site.url,
+            "--max-pages",
+            "120",
+            "--concurrency",
+            "8",
+            "--name",
+            "budget",
+            "--db",
+            db_url,
+        )
+        wait_for_pages(db_url, 30)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        resumed = cli("resume", "budget", "--concurrency", "8", "--json", "--db", db_url)
+    assert resumed.returncode == 0, resumed.stderr
+    assert last_json(resumed.stdout)["pages"] == 120  # look-ahead leases did not eat it

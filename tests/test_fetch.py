@@ -154,3 +154,78 @@ def test_a_header_value_requests_cannot_send_is_an_error_row(httpserver):
     httpserver.expect_request("/").respond_with_data("ok")
     result = fetch(make_session(policy), task(httpserver.url_for("/")), policy)
     assert result.error_kind == "bad_request"
+
+
+def fetch_with(client: str, url: str, policy: FetchPolicy = POLICY):
+    """One fetch with the requests fetcher or the aiohttp one, for parity tests."""
+    if client == "requests":
+        return fetch(make_session(policy), task(url), policy)
+    import asyncio
+
+    from crawler.fetch import aio
+
+    async def one():
+        async with aio.make_session(policy, 4) as session:
+            return await aio.fetch(session, task(url), policy, "test")
+
+    return asyncio.run(one())
+
+
+def raw_server(response: bytes, hold: float = 0.0):
+    """A server that answers every connection with these exact bytes (then holds it open)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(response)
+            time.sleep(hold)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/x"
+
+
+CLIENTS = ["requests", "aiohttp"]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_both_fetchers_call_a_silent_server_a_read_timeout(client):
+    listener, url = raw_server(b"", hold=3)
+    try:
+        assert fetch_with(client, url).error_kind == "read_timeout"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [(b"/caf\xc3\xa9", "/caf%C3%A9"), (b"/caf\xe9", "/caf%E9")],
+    ids=["utf-8", "latin-1"],
+)
+def test_both_fetchers_read_a_non_ascii_location_alike(client, location, expected):
+    response = b"HTTP/1.1 301 Moved\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+    listener, url = raw_server(response)
+    try:
+        result = fetch_with(client, url)
+    finally:
+        listener.close()
+    assert (result.status, result.error_kind) == (301, None)
+    assert result.location == url.rsplit("/", 1)[0] + expected
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_both_fetchers_call_a_bad_status_line_a_protocol_error(client):
+    listener, url = raw_server(b"HTTP/1.1 abc nonsense\r\n\r\n")
+    try:
+        assert fetch_with(client, url).error_kind == "protocol"
+    finally:
+        listener.close()

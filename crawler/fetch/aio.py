@@ -104,6 +104,7 @@ async def fetch(
     """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
     exchange = Exchange(task, worker)
     timing: dict[str, float] = {}
+    body, headers = None, None
     try:
         async with asyncio.timeout(policy.deadline):
             async with session.get(
@@ -111,17 +112,27 @@ async def fetch(
                 allow_redirects=False,
                 trace_request_ctx=timing,
             ) as response:
-                exchange.answered(response.status, response.headers, timing.get("connect", 0.0))
+                location = next(
+                    (v for k, v in response.raw_headers if k.lower() == b"location"), None
+                )
+                exchange.answered(
+                    response.status, response.headers, timing.get("connect", 0.0), location
+                )
                 if exchange.wants_body:
                     download_started = perf_counter()
                     body = await _read_body(response, policy)
-                    exchange.body(body, perf_counter() - download_started, response.headers)
-    except TimeoutError:
-        exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
+                    exchange.downloaded(body, perf_counter() - download_started)
+                    headers = response.headers
     except _TooLarge as exc:
         exchange.fail(ErrorKind.TOO_LARGE, str(exc))
-    except (aiohttp.ClientError, OSError) as exc:
+    except aiohttp.ClientError as exc:  # first: aiohttp's own timeouts are TimeoutErrors too
+        exchange.fail(_error_kind(exc), f"{type(exc).__name__}: {exc}")
+    except TimeoutError:  # asyncio.timeout: the whole exchange ran past the deadline
+        exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
+    except OSError as exc:
         exchange.fail(_error_kind(exc), f"{type(exc).__name__}: {exc}")
     except (UnicodeError, ValueError) as exc:  # e.g. a header value aiohttp refuses to send
         exchange.fail(ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
+    if body is not None:
+        exchange.parse_body(body, headers)  # on the loop, as asyncio code does, but off the clock
     return exchange.result()

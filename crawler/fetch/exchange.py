@@ -13,6 +13,12 @@ from crawler.parse import is_html, parse_page
 from crawler.urls import resolve
 
 
+def _percent_encode_non_ascii(raw: bytes) -> str:
+    """A header's bytes as an ASCII URL reference: bytes past ASCII become %XX, as browsers
+    do with a UTF-8 Location."""
+    return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
+
+
 class Exchange:
     def __init__(self, task: FetchTask, worker: str) -> None:
         self.task = task
@@ -31,28 +37,38 @@ class Exchange:
         self.download: float | None = None
         self.parse: float | None = None
 
-    def answered(self, status: int, headers: Mapping[str, str], connect: float | None) -> None:
+    def answered(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        connect: float | None,
+        location: bytes | None,
+    ) -> None:
         """The status line and headers are in. A 3xx is resolved here: the frontier, not the
-        client, follows it."""
+        client, follows it. `location` is the header's raw bytes, since the two clients decode
+        non-ASCII header bytes differently."""
         self.first_byte = perf_counter() - self.started
         self.connect = connect
         self.status = status
         self.content_type = headers.get("Content-Type")
         if 300 <= status < 400:
-            raw = headers.get("Location")
+            raw = _percent_encode_non_ascii(location) if location else None
             self.location = resolve(raw, self.task.url) if raw else None
             if self.location is None:
-                self.fail(ErrorKind.BAD_REDIRECT, f"{status} with Location {raw!r}")
+                self.fail(ErrorKind.BAD_REDIRECT, f"{status} with Location {location!r}")
 
     @property
     def wants_body(self) -> bool:
         """Only HTML is downloaded: other content types stop at the headers."""
         return self.location is None and self.error_kind is None and is_html(self.content_type)
 
-    def body(self, body: bytes, download_s: float, headers: Mapping[str, str]) -> None:
+    def downloaded(self, body: bytes, download_s: float) -> None:
         self.download = download_s
         self.body_bytes = len(body)
-        if self.status == 200:
+
+    def parse_body(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Parse a 200 HTML page (not under the exchange's deadline: it is our own work)."""
+        if self.status == 200 and self.error_kind is None:
             parse_started = perf_counter()
             self.page = parse_page(self.task.url, body, headers)
             self.parse = perf_counter() - parse_started

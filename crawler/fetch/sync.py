@@ -6,6 +6,7 @@ and a total deadline, and we time the connect, first byte, download and parse ph
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import socket
 import threading
@@ -72,9 +73,17 @@ class _TimedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _TimedHTTPPool, "https": _TimedHTTPSPool}
 
 
+class _Session(requests.Session):
+    """A session that never works out a redirect: even with allow_redirects=False, requests
+    decodes the Location to prepare the next hop, and fails on bytes that are not UTF-8."""
+
+    def get_redirect_target(self, resp):
+        return None
+
+
 def make_session(policy: FetchPolicy, pool_size: int = 4) -> requests.Session:
     """One session per thread (or per pool child): requests.Session is not thread-safe."""
-    session = requests.Session()
+    session = _Session()
     adapter = _TimedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -86,9 +95,24 @@ def make_session(policy: FetchPolicy, pool_size: int = 4) -> requests.Session:
     return session
 
 
+def _caused_by(exc: BaseException, kind) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind) or any(isinstance(arg, kind) for arg in exc.args):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _error_kind(exc: BaseException) -> ErrorKind:
     """Map requests/urllib3 exceptions onto our kinds (the border of DESIGN.md rule 8)."""
     text = str(exc)
+    if _caused_by(exc, http.client.HTTPException) and not _caused_by(
+        exc, http.client.RemoteDisconnected | http.client.IncompleteRead
+    ):
+        return ErrorKind.PROTOCOL  # a bad status line, a header too long or malformed
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return ErrorKind.PROTOCOL
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return ErrorKind.CONNECT_TIMEOUT
     if isinstance(exc, requests.exceptions.SSLError):
@@ -168,13 +192,18 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
             timeout=(policy.connect_timeout, policy.read_timeout),
         )
         with response:
-            exchange.answered(response.status_code, response.headers, _current.connect_s)
+            location = response.headers.get("Location")
+            raw_location = location.encode("latin-1") if location is not None else None
+            exchange.answered(
+                response.status_code, response.headers, _current.connect_s, raw_location
+            )
             if exchange.wants_body:
                 download_started = perf_counter()
                 body = _read_body(response, policy, deadline)
                 if ticket.expired:  # the watchdog cut the socket: what we read is partial
                     raise _Deadline(f"exchange not complete after {policy.deadline:g} s")
-                exchange.body(body, perf_counter() - download_started, response.headers)
+                exchange.downloaded(body, perf_counter() - download_started)
+                exchange.parse_body(body, response.headers)
     except _Deadline as exc:
         exchange.fail(ErrorKind.DEADLINE, str(exc))
     except _TooLarge as exc:

@@ -2,15 +2,16 @@
 `aiohttp.ClientSession`, a queue, N worker tasks in a `TaskGroup`, `task_done()` in a
 `finally`, and a clean close of the session and the loop.
 
-One coordinator coroutine leases URLs into the queue and stores finished results in batches;
-the database calls run in a thread (`asyncio.to_thread`), so the loop keeps serving sockets
-while a batch is written. Only the coordinator touches the frontier: one writer.
+One coordinator coroutine leases URLs into the queue and stores finished results in batches.
+The database calls run on one thread of their own, so the loop keeps serving sockets while a
+batch is written, and one thread is the only writer, even while Ctrl-C unwinds the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 
 from crawler.fetch.aio import fetch, make_session
@@ -49,6 +50,7 @@ class Crawler:
         self.outstanding = 0  # leased and not yet fetched
         self.progressed = asyncio.Event()
         self.last_store = perf_counter()
+        self.database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def crawl(self) -> FrontendReport:
         started = perf_counter()
@@ -65,10 +67,13 @@ class Crawler:
                         for worker in workers:
                             worker.cancel()
             finally:
-                # On completion, on a limit or on Ctrl-C: what finished is stored; what was in
-                # flight was cancelled, and the run gives its leases back.
-                self.frontier.complete(self.done)
+                # On completion, on a limit or on Ctrl-C: what finished is stored (after any
+                # batch the database thread is still writing); what was in flight was
+                # cancelled, and the run gives its leases back.
+                if self.done:
+                    self.database.submit(self.frontier.complete, self.done).result()
                 self.done = []
+                self.database.shutdown(wait=True)
         return FrontendReport(workers=self.concurrency, startup_s=startup_s)
 
     async def work(self, name: str) -> None:
@@ -91,7 +96,7 @@ class Crawler:
                     self.outstanding += 1
             if not self.outstanding:
                 await self.store()
-                if await asyncio.to_thread(self.frontier.finished):
+                if await self.on_database(self.frontier.finished):
                     return
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
@@ -108,14 +113,17 @@ class Crawler:
     async def lease(self, n: int) -> list[FetchTask]:
         """Lease ahead of need; when nothing is leasable, store what finished first, since the
         links it found may be the next work."""
-        tasks = await asyncio.to_thread(self.frontier.lease, n)
+        tasks = await self.on_database(self.frontier.lease, n)
         if not tasks and self.done:
             await self.store()
-            tasks = await asyncio.to_thread(self.frontier.lease, n)
+            tasks = await self.on_database(self.frontier.lease, n)
         return tasks
 
     async def store(self) -> None:
         batch, self.done = self.done, []
         self.last_store = perf_counter()
         if batch:
-            await asyncio.to_thread(self.frontier.complete, batch)
+            await self.on_database(self.frontier.complete, batch)
+
+    async def on_database(self, call, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.database, call, *args)

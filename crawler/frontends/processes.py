@@ -10,10 +10,14 @@ own, so their CPU time is counted in the run's cost once they are reaped.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
+import threading
 import time
 from collections import deque
 from time import perf_counter
@@ -28,19 +32,24 @@ if TYPE_CHECKING:  # the children import this module: keep SQLAlchemy out of the
 
 IDLE_POLL_S = 0.2
 START_TIMEOUT_S = 300
+LOST_AFTER_S = 5  # past the deadline: a task whose child died will never answer
 
 _child: dict = {}  # the session and policy of this pool child
 
 
-def _start_child(policy: FetchPolicy, started: multiprocessing.Barrier) -> None:
+def _start_child(policy: FetchPolicy, everyone_up, crawling) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.current_thread().name = f"process-{os.getpid()}"  # names the fetch rows
     _child["policy"] = policy
     _child["session"] = make_session(policy)
-    started.wait(START_TIMEOUT_S)
+    if not crawling.is_set():  # a child that replaces a dead one does not wait
+        with contextlib.suppress(threading.BrokenBarrierError):
+            everyone_up.wait(START_TIMEOUT_S)
 
 
 def _work(task: FetchTask) -> tuple[FetchResult, int]:
-    """Fetch and parse in the child; return the result and its size on the pipe."""
+    """Fetch and parse in the child; return the result and its size on the pipe (measured by
+    pickling it once more here, a cost charged to this frontend)."""
     result = fetch(_child["session"], task, _child["policy"])
     return result, len(pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
 
@@ -53,35 +62,45 @@ def run(
 ) -> FrontendReport:
     context = multiprocessing.get_context("spawn")
     started = perf_counter()
-    all_started = context.Barrier(concurrency + 1)
-    pool = context.Pool(concurrency, initializer=_start_child, initargs=(policy, all_started))
-    finished: queue.SimpleQueue = queue.SimpleQueue()  # filled by the pool's result thread
+    everyone_up, crawling = context.Barrier(concurrency + 1), context.Event()
+    pool = context.Pool(
+        concurrency, initializer=_start_child, initargs=(policy, everyone_up, crawling)
+    )
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome), from the pool's thread
     ready: deque[FetchTask] = deque()
-    in_flight = ipc_bytes = 0
+    in_flight: dict[int, tuple[FetchTask, float]] = {}  # frontier id -> (task, submitted at)
+    ipc_bytes = 0
     try:
-        all_started.wait(START_TIMEOUT_S)  # the clock for crawling starts with every child up
+        everyone_up.wait(START_TIMEOUT_S)  # the clock for crawling starts with every child up
+        crawling.set()
         startup_s = perf_counter() - started
         while True:
-            if len(ready) + in_flight <= concurrency:
-                ready.extend(frontier.lease_or_flush(2 * concurrency - len(ready) - in_flight))
-            while ready and in_flight < concurrency:
+            if len(ready) + len(in_flight) <= concurrency:
+                ready.extend(frontier.lease_or_flush(2 * concurrency - len(ready) - len(in_flight)))
+            while ready and len(in_flight) < concurrency:
                 task = ready.popleft()
                 ipc_bytes += len(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
-                pool.apply_async(_work, (task,), callback=finished.put, error_callback=finished.put)
-                in_flight += 1
+                answer = functools.partial(_answer, finished, task)
+                pool.apply_async(_work, (task,), callback=answer, error_callback=answer)
+                in_flight[task.frontier_id] = (task, perf_counter())
             if not in_flight:
                 frontier.flush()
                 if frontier.finished():
                     break
                 time.sleep(IDLE_POLL_S)
                 continue
-            for outcome in _drain(finished, timeout=frontier.batch_seconds):
+            errors = []
+            for task, outcome in _drain(finished, timeout=frontier.batch_seconds):
+                in_flight.pop(task.frontier_id, None)
                 if isinstance(outcome, BaseException):
-                    raise outcome  # a bug in a child: stop loudly
+                    errors.append(outcome)
+                    continue
                 result, size = outcome
                 ipc_bytes += size
-                in_flight -= 1
                 frontier.add(result)
+            if errors:
+                raise errors[0]  # a bug in a child: stop loudly (the others are stored)
+            _give_back_lost(frontier, in_flight, policy)
             frontier.flush_due()
             if on_progress:
                 on_progress(frontier.progress)
@@ -89,11 +108,28 @@ def run(
         # What finished is stored; what is in flight is abandoned with its children.
         pool.terminate()
         pool.join()  # reaped: their CPU time now counts in RUSAGE_CHILDREN
-        for outcome in _drain(finished, timeout=0):
+        for _task, outcome in _drain(finished, timeout=0):
             if not isinstance(outcome, BaseException):
                 frontier.add(outcome[0])
         frontier.flush()
     return FrontendReport(workers=concurrency, startup_s=startup_s, ipc_bytes=ipc_bytes)
+
+
+def _answer(finished: queue.SimpleQueue, task: FetchTask, outcome) -> None:
+    finished.put((task, outcome))
+
+
+def _give_back_lost(frontier: Frontier, in_flight: dict, policy: FetchPolicy) -> None:
+    """A child that died (the OOM killer, a crash in a C library) takes its task with it: the
+    pool starts a new child but never answers for the task. Past the deadline and a margin,
+    the URL goes back to the frontier; its attempt counts, so a URL that keeps killing
+    children ends as failed."""
+    cutoff = perf_counter() - policy.deadline - LOST_AFTER_S
+    lost = [task for task, submitted in in_flight.values() if submitted < cutoff]
+    for task in lost:
+        del in_flight[task.frontier_id]
+    if lost:
+        frontier.give_back(lost)
 
 
 def _drain(finished: queue.SimpleQueue, timeout: float) -> list:

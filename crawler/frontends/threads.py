@@ -60,8 +60,12 @@ def run(
             done, in_flight = wait(
                 in_flight, timeout=frontier.batch_seconds, return_when=FIRST_COMPLETED
             )
+            failed = [f for f in done if f.exception() is not None]
             for future in done:
-                frontier.add(future.result())
+                if future.exception() is None:
+                    frontier.add(future.result())
+            if failed:
+                raise failed[0].exception()  # a bug in a worker: stop loudly, the rest stored
             frontier.flush_due()
             if on_progress:
                 on_progress(frontier.progress)
