@@ -481,19 +481,16 @@ class Frontier:
 
     # -- state ---------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
-        """URLs per state, from the database."""
-        f = frontier_t.c
-        with reading(self.engine) as conn:
-            rows = conn.execute(
-                select(f.state, func.count()).where(f.crawl_id == self.crawl_id).group_by(f.state)
-            ).all()
-        return {state: count for state, count in rows}
-
     def refresh_queued(self, every: float = 1.0) -> int:
+        """URLs queued, for the progress display: at most once a second, and only the queued
+        range of the lease index is counted, not the whole frontier."""
         if perf_counter() - self._queued_checked >= every:
             self._queued_checked = perf_counter()
-            self.progress.queued = self.counts().get(QUEUED, 0)
+            f = frontier_t.c
+            with reading(self.engine) as conn:
+                self.progress.queued = conn.execute(
+                    select(func.count()).where(f.crawl_id == self.crawl_id, f.state == QUEUED)
+                ).scalar_one()
         return self.progress.queued
 
     def finished(self) -> bool:

@@ -147,8 +147,6 @@ def _error_kind(exc: BaseException) -> ErrorKind:
         return ErrorKind.PROTOCOL
     if isinstance(exc, ConnectionError):
         return ErrorKind.RESET
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
-        return ErrorKind.OTHER
     return ErrorKind.OTHER
 
 
