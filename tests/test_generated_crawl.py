@@ -107,7 +107,7 @@ def most_at_once(db_url: str) -> int:
 
 
 def test_asyncio_holds_5000_connections_to_a_latency_bound_site(db_url):
-    flags = ["--pages", "10000", "--links", "12", "--page-kb", "1", "--latency-ms", "2000"]
+    flags = ["--pages", "10000", "--links", "12", "--page-kb", "1", "--latency-ms", "5000"]
     with FixtureServer(*flags) as server:
         result = cli(
             "crawl",
