@@ -12,9 +12,10 @@ import re
 from collections.abc import Mapping
 
 from bs4 import BeautifulSoup, SoupStrainer
+from bs4.dammit import EncodingDetector
 
 from crawler.model import Link, ParsedPage
-from crawler.urls import resolve
+from crawler.urls import resolve, resolve_link
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
@@ -55,7 +56,7 @@ def _codec(label: str) -> str | None:
     """The Python codec a browser would use for a charset label; None if unknown."""
     try:
         name = codecs.lookup(label.strip().strip("\"'").lower()).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the label
         return None
     return _WHATWG_CODECS.get(name, name)
 
@@ -89,6 +90,16 @@ def _declared_encoding(body: bytes, content_type: str | None) -> str | None:
     return header_charset(content_type) or meta_charset(body)
 
 
+def _unusable_declarations(body: bytes) -> list[str]:
+    """The charset BeautifulSoup's own prescan finds, if no codec has that name. It hands the
+    raw label to lxml, which raises ValueError (not LookupError, so no fallback) on a NUL or
+    control character in it."""
+    label = EncodingDetector.find_declared_encoding(body, is_html=True)
+    if label is None or (label.isprintable() and _codec(label) is not None):
+        return []
+    return [label]
+
+
 def _text(node) -> str:
     return _SPACE.sub(" ", node.get_text(" ")).strip()
 
@@ -109,6 +120,7 @@ def parse_page(url: str, body: bytes, headers: Mapping[str, str]) -> ParsedPage:
         "lxml",
         parse_only=_WANTED,
         from_encoding=_declared_encoding(body, content_type),
+        exclude_encodings=_unusable_declarations(body),
     )
     base = url
     base_tag = soup.find("base", href=True)
@@ -124,12 +136,12 @@ def parse_page(url: str, body: bytes, headers: Mapping[str, str]) -> ParsedPage:
     canonical = None
     for tag in soup.find_all("link", href=True):
         if "canonical" in _rel_tokens(tag):
-            canonical = resolve(tag["href"], base)
+            canonical = resolve_link(tag["href"], base)
             break
 
     links = []
     for tag in soup.find_all(["a", "area"], href=True):
-        target = resolve(tag["href"], base)
+        target = resolve_link(tag["href"], base)
         if target is None:
             continue
         rel = _rel_tokens(tag)

@@ -1,4 +1,5 @@
-"""URL rules: resolving a link as a browser does, the canonical form used for dedup, and scope.
+"""URL rules: resolving a link as a browser does, the canonical form used for dedup, scope, and
+the shapes of URL that only a spider trap produces.
 
 Resolution follows the WHATWG URL standard through ada-url; the canonical form then removes
 what makes two spellings of one resource look different. No I/O here.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import ada_url
@@ -15,9 +17,13 @@ import ada_url
 FETCHABLE_SCHEMES = frozenset({"http", "https"})
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 MAX_URL_LENGTH = 2048
+# Trap guards: relative links on a page served at many paths (`a/` linking `a/`...) make URLs
+# that grow forever; real sites rarely nest this deep or repeat a directory this often.
+MAX_PATH_SEGMENTS = 32
+MAX_SEGMENT_REPEATS = 3
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})|%")
 
 
 class BadURL(ValueError):
@@ -25,6 +31,10 @@ class BadURL(ValueError):
 
 
 def _normalise_escape(match: re.Match[str]) -> str:
+    """A stray `%` becomes `%25`: left alone, `%%33%30` would decode to a new escape `%30`
+    (and to another resource; it means the three characters `%30`)."""
+    if match.group(1) is None:
+        return "%25"
     char = chr(int(match.group(1), 16))
     return char if char in _UNRESERVED else "%" + match.group(1).upper()
 
@@ -36,7 +46,8 @@ def _normalise_percent(text: str) -> str:
 def canonicalize(url: str) -> str:
     """The dedup form of an absolute http(s) URL: lower-case scheme and host, no default port,
     no fragment, `/` for an empty path, escapes of unreserved characters decoded and the rest
-    upper-cased, query order kept. Idempotent. Raises BadURL for anything not crawlable."""
+    upper-cased, a `%` that starts no escape written `%25`, query order kept. Idempotent.
+    Raises BadURL for anything not crawlable."""
     try:
         parsed = ada_url.URL(url)
     except ValueError:
@@ -58,12 +69,30 @@ def canonicalize(url: str) -> str:
     return canonical
 
 
-def resolve(href: str, base: str) -> str | None:
-    """Resolve a link against its page (or `<base href>`) as a browser would, then
-    canonicalise it. None means the link is not crawlable (bad syntax, mailto:, javascript:...)."""
+def resolve(href: str, base: str | None) -> str | None:
+    """The WHATWG `href` of `href` parsed against `base` (alone when `base` is None), exactly
+    what a browser's `new URL(href, base)` gives. None when it does not parse or is not http(s):
+    a crawler cannot fetch mailto:, javascript:, data:... Only the standard's own preprocessing
+    (strip C0 controls and spaces, drop tabs and newlines) applies: other stripping would make a
+    link point elsewhere than in a browser."""
     try:
-        return canonicalize(ada_url.join_url(base, href.strip()))
-    except ValueError:
+        parsed = ada_url.URL(href, base)
+    except ValueError:  # includes UnicodeEncodeError: a lone surrogate is no URL code point
+        return None
+    if parsed.protocol.rstrip(":") not in FETCHABLE_SCHEMES:
+        return None
+    return parsed.href
+
+
+def resolve_link(href: str, base: str) -> str | None:
+    """A link as the crawler stores it: resolved as a browser would, then canonicalised for
+    dedup. None when the link cannot be crawled."""
+    resolved = resolve(href, base)
+    if resolved is None:
+        return None
+    try:
+        return canonicalize(resolved)
+    except BadURL:
         return None
 
 
@@ -80,6 +109,40 @@ def normalize_host(text: str) -> str:
     if parsed.port:
         raise BadURL(f"a host without a port (any port is allowed), not {text!r}")
     return parsed.hostname.rstrip(".")
+
+
+def _path_segments(url: str) -> list[str]:
+    """The path's segments, without the empty one a trailing slash leaves."""
+    try:
+        path = ada_url.URL(url).pathname
+    except ValueError:
+        raise BadURL(f"not a valid URL: {url!r}") from None
+    segments = path.removeprefix("/").split("/")
+    return segments[:-1] if segments[-1] == "" else segments
+
+
+def _most_repeated(segments: list[str]) -> tuple[str, int]:
+    """The non-empty segment seen most often (the first of equals) and its count."""
+    counts = Counter(segment for segment in segments if segment)
+    return max(counts.items(), key=lambda item: item[1], default=("", 0))
+
+
+def has_repeated_segments(url: str, limit: int = MAX_SEGMENT_REPEATS) -> bool:
+    """True when one path segment occurs more than `limit` times (`/a/b/a/b/a/b/a/b`,
+    `/x/x/x/x`): the mark of relative links that re-add themselves to the path."""
+    return _most_repeated(_path_segments(url))[1] > limit
+
+
+def trap_reason(url: str) -> str | None:
+    """Why a URL looks like a spider trap rather than a page, or None. The frontier skips
+    such URLs: each fetch would only discover a longer one. Raises BadURL if it does not parse."""
+    segments = _path_segments(url)
+    if len(segments) > MAX_PATH_SEGMENTS:
+        return f"path deeper than {MAX_PATH_SEGMENTS} segments"
+    segment, count = _most_repeated(segments)
+    if count > MAX_SEGMENT_REPEATS:
+        return f"path repeats segment {segment!r} {count} times"
+    return None
 
 
 def url_key(canonical_url: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crawler.parse import parse_page
 
 HTML = {"content-type": "text/html"}
@@ -77,3 +79,21 @@ def test_http_equiv_content_type_meta():
         '<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>Привет</title>'
     )
     assert parse_page("http://h/", body.encode("koi8-r"), HTML).title == "Привет"
+
+
+@pytest.mark.filterwarnings("ignore::bs4.XMLParsedAsHTMLWarning")  # the <?xml case
+def test_charset_labels_with_nul_or_control_characters_do_not_raise():
+    """Found by tests/test_properties.py: codecs.lookup raises ValueError on a NUL, and
+    BeautifulSoup's own prescan handed lxml a label it rejects with ValueError."""
+    body = b"<title>T</title><a href=/x>x</a>"
+    for content_type in ("text/html; charset=\x00", "text/html; charset=utf-8\x00"):
+        assert parse_page("http://h/", body, {"content-type": content_type}).title == "T"
+    for declaration in (b'<meta charset="\x00">', b'<?xml version="1.0" encoding="utf\x01-8"?>'):
+        page = parse_page("http://h/", declaration + body, HTML)
+        assert page.title == "T" and [link.url for link in page.links] == ["http://h/x"]
+
+
+def test_links_are_resolved_as_browsers_do_then_canonicalised():
+    body = "<base href='/d/#frag'><a href='\u00a0x'>x</a><a href='%7e/y#z'>y</a>".encode()
+    page = parse_page("http://h/", body, HTML)
+    assert [link.url for link in page.links] == ["http://h/d/%C2%A0x", "http://h/d/~/y"]

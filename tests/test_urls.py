@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from crawler.urls import BadURL, Scope, canonicalize, resolve
+from crawler.urls import (
+    MAX_PATH_SEGMENTS,
+    MAX_URL_LENGTH,
+    BadURL,
+    Scope,
+    canonicalize,
+    has_repeated_segments,
+    resolve,
+    resolve_link,
+    trap_reason,
+)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +34,8 @@ from crawler.urls import BadURL, Scope, canonicalize, resolve
         ("http://example.com/a/./b/../c", "http://example.com/a/c"),
         ("http://example.com/?b=2&a=1", "http://example.com/?b=2&a=1"),
         ("http://example.com/a b", "http://example.com/a%20b"),
+        ("http://example.com/100%?q=%zz", "http://example.com/100%25?q=%25zz"),
+        ("http://example.com/%%33%30", "http://example.com/%2530"),  # not a new escape %30
     ],
 )
 def test_canonical_form(url, canonical):
@@ -42,15 +57,97 @@ def test_uncrawlable_urls_are_rejected(url):
         ("/b.html", "http://h/a/index.html", "http://h/b.html"),
         ("//other/x", "https://h/", "https://other/x"),
         ("?q=1", "http://h/a/b?x=2", "http://h/a/b?q=1"),
-        ("#top", "http://h/a", "http://h/a"),
+        ("#top", "http://h/a", "http://h/a#top"),
         ("  b.html  ", "http://h/", "http://h/b.html"),
+        ("%7euser/%41", "http://H:80/", "http://h/%7euser/%41"),
+        ("\u00a0b.html", "http://h/", "http://h/%C2%A0b.html"),  # not whitespace to WHATWG
+        ("HTTP://h/x", None, "http://h/x"),
         ("mailto:someone@h", "http://h/", None),
         ("javascript:void(0)", "http://h/", None),
         ("http://[::1", "http://h/", None),
+        ("b.html", "not a url", None),
+        ("\ud800", "http://h/", None),
     ],
 )
-def test_resolve(href, base, expected):
+def test_resolve_gives_the_whatwg_href_of_http_urls(href, base, expected):
     assert resolve(href, base) == expected
+
+
+@pytest.mark.parametrize(
+    ("href", "base", "expected"),
+    [
+        ("b.html", "http://h/a/index.html", "http://h/a/b.html"),
+        ("#top", "http://h/a", "http://h/a"),
+        ("  b.html  ", "http://h/", "http://h/b.html"),
+        ("%7euser/%41?%7e", "http://H:80/", "http://h/~user/A?~"),
+        ("mailto:someone@h", "http://h/", None),
+        ("http://[::1", "http://h/", None),
+        ("/" + "x" * MAX_URL_LENGTH, "http://h/", None),
+    ],
+)
+def test_resolve_link_gives_the_canonical_form(href, base, expected):
+    assert resolve_link(href, base) == expected
+
+
+# WHATWG conformance: web-platform-tests' urltestdata.json, shared by the team, never copied in.
+URLTESTDATA = Path(__file__).resolve().parents[2] / "shared/conformance/urltestdata.json"
+if not URLTESTDATA.is_file():
+    raise FileNotFoundError(f"WHATWG URL test data missing: {URLTESTDATA}")
+_URL_CASES = [
+    (index, case)
+    for index, case in enumerate(json.loads(URLTESTDATA.read_text(encoding="utf-8")))
+    if isinstance(case, dict)  # strings are comments
+]
+
+
+def _is_http(url: str | None) -> bool:
+    return url is not None and url.split(":", 1)[0] in ("http", "https")
+
+
+def _cases(keep) -> list:
+    return [
+        pytest.param(case["input"], case["base"], case.get("href"), id=f"case{index}")
+        for index, case in _URL_CASES
+        if keep(case)
+    ]
+
+
+HTTP_BASE_HREF = _cases(lambda c: _is_http(c["base"]) and _is_http(c.get("href")))
+# Valid URLs a crawler cannot fetch, e.g. `mailto:/example.com/` against an http base.
+HTTP_BASE_OTHER_SCHEME = _cases(
+    lambda c: _is_http(c["base"]) and "href" in c and not _is_http(c["href"])
+)
+HTTP_BASE_FAILURE = _cases(lambda c: _is_http(c["base"]) and c.get("failure"))
+NULL_BASE_HREF = _cases(lambda c: c["base"] is None and _is_http(c.get("href")))
+
+
+def test_conformance_data_is_complete():
+    """The counts the conformance README states: a truncated file must not pass quietly."""
+    assert len(_URL_CASES) == 891
+    assert len(HTTP_BASE_HREF) + len(HTTP_BASE_OTHER_SCHEME) == 150
+    assert len(HTTP_BASE_FAILURE) == 52
+    assert len(NULL_BASE_HREF) == 133
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), HTTP_BASE_HREF)
+def test_whatwg_http_base(href, base, expected):
+    assert resolve(href, base) == expected
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), HTTP_BASE_OTHER_SCHEME)
+def test_whatwg_http_base_other_scheme_is_rejected(href, base, expected):
+    """WHATWG parses these (to `expected`), but a crawler cannot fetch them: None."""
+    assert resolve(href, base) is None
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), HTTP_BASE_FAILURE)
+def test_whatwg_http_base_failure(href, base, expected):
+    assert resolve(href, base) is None
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), NULL_BASE_HREF)
+def test_whatwg_absolute(href, base, expected):
+    assert resolve(href, None) == expected
 
 
 def test_scope_is_seed_origins_plus_allowed_hosts():
@@ -83,3 +180,39 @@ def test_allowed_host_must_be_a_bare_host(text):
 
     with pytest.raises(BadURL):
         normalize_host(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://h/", None),
+        ("http://h/a/b/c/", None),
+        ("http://h/a/b/a/b/a/b/", None),
+        ("http://h/2024/01/01/01/", None),
+        ("http://h/a/b/a/b/a/b/a/b", "path repeats segment 'a' 4 times"),
+        ("http://h/x/x/x/x/", "path repeats segment 'x' 4 times"),
+        ("http://h/p/%7E/y/%7E/y/%7E/y/%7E/", "path repeats segment '%7E' 4 times"),
+        ("http://h////////////", None),  # empty segments are not a repeated name
+        ("http://h/" + "/".join(map(str, range(MAX_PATH_SEGMENTS))), None),
+        (
+            "http://h/" + "/".join(map(str, range(MAX_PATH_SEGMENTS + 1))),
+            f"path deeper than {MAX_PATH_SEGMENTS} segments",
+        ),
+        ("http://h/a/a/a/a/a/?q=a/a/a/a#a/a/a/a", "path repeats segment 'a' 5 times"),
+        ("http://h/?q=a/a/a/a/a", None),  # only the path counts
+    ],
+)
+def test_trap_reason(url, reason):
+    assert trap_reason(url) == reason
+
+
+def test_repeated_segments_limit():
+    assert not has_repeated_segments("http://h/x/x/x")
+    assert has_repeated_segments("http://h/x/x/x/x")
+    assert has_repeated_segments("http://h/x/x/x", limit=2)
+    assert not has_repeated_segments("http://h/x/x/x/x", limit=4)
+
+
+def test_trap_reason_of_a_bad_url_raises():
+    with pytest.raises(BadURL):
+        trap_reason("not a url")
