@@ -19,7 +19,9 @@ class FetchPolicy:
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     deadline: float = 30.0
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 5 * 1024 * 1024  # decoded bytes: a compression bomb stops here
+    max_header_bytes: int = 64 * 1024  # the whole response head: status line, fields, blank line
+    block_private_addresses: bool = False  # refuse peers that are not public (SSRF guard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class FetchResult:
     error_message: str | None = None
     page: ParsedPage | None = None
     timings: Timings = field(default_factory=Timings)
+    retry_after: float | None = None  # seconds, from a Retry-After header; the frontier caps it
 
     @property
     def is_error(self) -> bool:
@@ -108,3 +111,4 @@ class CrawlSummary:
     pages_per_s: float
     cpu_s: float
     peak_rss_kb: int
+    skipped: int = 0  # URLs never fetched: robots.txt, host limits, a failing host

@@ -21,4 +21,5 @@ class ErrorKind(StrEnum):
     TOO_MANY_REDIRECTS = "too_many_redirects"
     ABANDONED = "abandoned"  # leased max_attempts times, never completed (its runs died)
     BAD_REQUEST = "bad_request"  # we could not even send it (e.g. a bad header value)
+    FORBIDDEN_ADDRESS = "forbidden_address"  # the peer is not public and the policy says so
     OTHER = "other"

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from time import perf_counter
 
 from crawler.fetch.errors import ErrorKind
+from crawler.fetch.headers import retry_after
 from crawler.model import FetchResult, FetchTask, Timings
 from crawler.parse import is_html, parse_page
-from crawler.urls import resolve
+from crawler.urls import resolve_link
 
 
 def _percent_encode_non_ascii(raw: bytes) -> str:
@@ -28,6 +29,7 @@ class Exchange:
         self.status: int | None = None
         self.content_type: str | None = None
         self.location: str | None = None
+        self.retry_after: float | None = None
         self.body_bytes = 0
         self.page = None
         self.error_kind: ErrorKind | None = None
@@ -51,9 +53,10 @@ class Exchange:
         self.connect = connect
         self.status = status
         self.content_type = headers.get("Content-Type")
+        self.retry_after = retry_after(headers.get("Retry-After"))
         if 300 <= status < 400:
             raw = _percent_encode_non_ascii(location) if location else None
-            self.location = resolve(raw, self.task.url) if raw else None
+            self.location = resolve_link(raw, self.task.url) if raw else None
             if self.location is None:
                 self.fail(ErrorKind.BAD_REDIRECT, f"{status} with Location {location!r}")
 
@@ -73,6 +76,12 @@ class Exchange:
             self.page = parse_page(self.task.url, body, headers)
             self.parse = perf_counter() - parse_started
 
+    def too_large(self, decoded: int, message: str) -> None:
+        """The decoded body passed the cap and reading stopped. body_bytes keeps how much had
+        been decoded, so a row shows where the abort came (a compression bomb's included)."""
+        self.body_bytes = decoded
+        self.fail(ErrorKind.TOO_LARGE, message)
+
     def fail(self, kind: ErrorKind, message: str) -> None:
         self.error_kind = kind
         self.error_message = message[:1000]
@@ -90,6 +99,7 @@ class Exchange:
             error_kind=self.error_kind.value if self.error_kind else None,
             error_message=self.error_message,
             page=self.page,
+            retry_after=self.retry_after,
             timings=Timings(
                 queue_wait=max(0.0, self.started_at - self.task.leased_at),
                 connect=self.connect,

@@ -1,11 +1,14 @@
 """Fetching with requests, for the threads and processes frontends.
 
-The client never follows redirects (the frontier decides), streams the body under a byte cap
-and a total deadline, and we time the connect, first byte, download and parse phases ourselves.
+The client never follows redirects (the frontier decides), streams the raw body into
+fetch/body.py under a byte cap and a total deadline, and we time the connect, first byte,
+download and parse phases ourselves. The session's policy also rides on its connection
+classes: the cap on the response head (fetch/head.py) and the address guard (fetch/guard.py).
 """
 
 from __future__ import annotations
 
+import email.parser
 import http.client
 import http.cookiejar
 import socket
@@ -18,8 +21,11 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from crawler.fetch import guard
+from crawler.fetch.body import Body, BodyDecodeError, BodyTooLarge
 from crawler.fetch.errors import ErrorKind
 from crawler.fetch.exchange import Exchange
+from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import request_headers
 from crawler.fetch.watchdog import WATCHDOG
 from crawler.model import FetchPolicy, FetchResult, FetchTask
@@ -32,8 +38,109 @@ CHUNK = 64 * 1024
 _current = threading.local()
 
 
+class _HeadBudget:
+    """The socket file while http.client reads a response head from it: every line read
+    counts against the cap, and a line is never read past it."""
+
+    def __init__(self, fp, cap: int) -> None:
+        self._fp = fp
+        self._cap = cap
+        self._left = cap
+
+    def readline(self, size: int | None = -1) -> bytes:
+        want = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        line = self._fp.readline(want)
+        self._left -= len(line)
+        if self._left < 0:
+            raise HeadersTooLarge(self._cap)
+        return line
+
+    def close(self) -> None:
+        self._fp.close()
+
+
+def _header_lines(fp: _HeadBudget) -> list[bytes]:
+    lines = []
+    while True:
+        line = fp.readline()
+        lines.append(line)
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+
+
+class _CappedResponse(http.client.HTTPResponse):
+    """http.client's response, reading its head under our one rule (fetch/head.py) instead
+    of http.client's own (100 header lines at most, 64 KiB each, fixed per process).
+
+    `begin` is http.client's own but for reading the head through a budget and parsing any
+    number of header lines; the framing that follows (chunked, length, close) is unchanged."""
+
+    max_header_bytes = 64 * 1024  # set per session by _pool_classes
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        fp, self.fp = self.fp, _HeadBudget(self.fp, self.max_header_bytes)
+        try:
+            while True:
+                version, status, reason = self._read_status()
+                if status != http.client.CONTINUE:
+                    break
+                _header_lines(self.fp)  # an interim 100's head: skipped, but it counts
+            lines = _header_lines(self.fp)
+        finally:
+            if self.fp is not None:  # None when http.client closed it on a bad status line
+                self.fp = fp
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        text = b"".join(lines).decode("iso-8859-1")
+        self.headers = self.msg = email.parser.Parser(_class=http.client.HTTPMessage).parsestr(text)
+        transfer_encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(transfer_encoding and transfer_encoding.lower() == "chunked")
+        if self.chunked:
+            self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if (
+            status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED)
+            or 100 <= status < 200
+            or self._method == "HEAD"
+        ):
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
 class _TimedConnectionMixin:
-    """Times the TCP (and TLS) connect, and puts the socket under the exchange's deadline."""
+    """Times the TCP (and TLS) connect, puts the socket under the exchange's deadline, and
+    refuses a peer the policy forbids before TLS or the request: the address checked is the
+    one the socket connected to, after DNS."""
+
+    block_private_addresses = False  # set per session by _pool_classes
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        try:
+            guard.check_peer(sock.getpeername(), self.block_private_addresses)
+        except guard.ForbiddenAddress:
+            sock.close()
+            raise
+        return sock
 
     def connect(self) -> None:
         started = perf_counter()
@@ -59,18 +166,35 @@ class _TimedHTTPSConnection(_TimedConnectionMixin, HTTPSConnection):
     pass
 
 
-class _TimedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _TimedHTTPConnection
-
-
-class _TimedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _TimedHTTPSConnection
+def _pool_classes(policy: FetchPolicy) -> dict[str, type[HTTPConnectionPool]]:
+    """Pool classes whose connections and responses carry this policy's limits: urllib3 makes
+    connections, and http.client responses, from classes, with no way to pass them more."""
+    limits = {
+        "max_header_bytes": policy.max_header_bytes,
+        "block_private_addresses": policy.block_private_addresses,
+    }
+    response = type("_CappedResponse", (_CappedResponse,), limits)
+    bases = (
+        ("http", HTTPConnectionPool, _TimedHTTPConnection),
+        ("https", HTTPSConnectionPool, _TimedHTTPSConnection),
+    )
+    pools: dict[str, type[HTTPConnectionPool]] = {}
+    for scheme, pool, connection in bases:
+        connection_class = type(
+            connection.__name__, (connection,), {**limits, "response_class": response}
+        )
+        pools[scheme] = type(f"_Timed{pool.__name__}", (pool,), {"ConnectionCls": connection_class})
+    return pools
 
 
 class _TimedAdapter(HTTPAdapter):
+    def __init__(self, policy: FetchPolicy, **kwargs) -> None:
+        self._pool_classes = _pool_classes(policy)  # before: HTTPAdapter's __init__ uses it
+        super().__init__(**kwargs)
+
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _TimedHTTPPool, "https": _TimedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
 
 class _Session(requests.Session):
@@ -84,7 +208,9 @@ class _Session(requests.Session):
 def make_session(policy: FetchPolicy, pool_size: int = 4) -> requests.Session:
     """One session per thread (or per pool child): requests.Session is not thread-safe."""
     session = _Session()
-    adapter = _TimedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    adapter = _TimedAdapter(
+        policy, pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update(request_headers(policy))
@@ -95,18 +221,28 @@ def make_session(policy: FetchPolicy, pool_size: int = 4) -> requests.Session:
     return session
 
 
-def _caused_by(exc: BaseException, kind) -> bool:
+def _cause(exc: BaseException, kind) -> BaseException | None:
+    """The exception of this kind behind `exc` (urllib3 and requests wrap, and wrap again)."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, kind) or any(isinstance(arg, kind) for arg in exc.args):
-            return True
+        if isinstance(exc, kind):
+            return exc
+        for arg in exc.args:
+            if isinstance(arg, kind):
+                return arg
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return None
+
+
+def _caused_by(exc: BaseException, kind) -> bool:
+    return _cause(exc, kind) is not None
 
 
 def _error_kind(exc: BaseException) -> ErrorKind:
     """Map requests/urllib3 exceptions onto our kinds (the border of DESIGN.md rule 8)."""
     text = str(exc)
+    if _caused_by(exc, guard.ForbiddenAddress):
+        return ErrorKind.FORBIDDEN_ADDRESS
     if _caused_by(exc, http.client.HTTPException) and not _caused_by(
         exc, http.client.RemoteDisconnected | http.client.IncompleteRead
     ):
@@ -154,26 +290,19 @@ class _Deadline(Exception):
     pass
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _read_body(response: requests.Response, policy: FetchPolicy, deadline: float) -> bytes:
-    """Read the decoded body chunk by chunk: each read waits at most read_timeout, and between
-    reads we check the total deadline and the byte cap, so neither a trickle nor a bomb wins."""
-    chunks: list[bytes] = []
-    size = 0
+    """Read the raw body chunk by chunk into a Body, which decodes it under the byte cap: each
+    read waits at most read_timeout, and between reads we check the total deadline, so neither
+    a trickle nor a bomb wins."""
+    body = Body(response.headers.get("Content-Encoding"), policy.max_body_bytes)
     raw = response.raw
     while True:
         if perf_counter() > deadline:
             raise _Deadline(f"body not complete after {policy.deadline:g} s")
-        chunk = raw.read1(CHUNK, decode_content=True)
+        chunk = raw.read1(CHUNK, decode_content=False)
         if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > policy.max_body_bytes:
-            raise _TooLarge(f"body larger than {policy.max_body_bytes} bytes")
-        chunks.append(chunk)
+            return body.finish()
+        body.feed(chunk)
 
 
 def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> FetchResult:
@@ -204,13 +333,20 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
                 exchange.parse_body(body, response.headers)
     except _Deadline as exc:
         exchange.fail(ErrorKind.DEADLINE, str(exc))
-    except _TooLarge as exc:
-        exchange.fail(ErrorKind.TOO_LARGE, str(exc))
+    except BodyTooLarge as exc:
+        exchange.too_large(exc.decoded, str(exc))
+    except BodyDecodeError as exc:
+        exchange.fail(ErrorKind.DECODE, str(exc))
+    except HeadersTooLarge as exc:
+        exchange.fail(ErrorKind.PROTOCOL, str(exc))
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         if ticket.expired:
             exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
         else:
-            exchange.fail(_error_kind(exc), f"{type(exc).__name__}: {exc}")
+            kind = _error_kind(exc)
+            forbidden = _cause(exc, guard.ForbiddenAddress)
+            message = str(forbidden) if forbidden else f"{type(exc).__name__}: {exc}"
+            exchange.fail(kind, message)
     except (UnicodeError, ValueError) as exc:  # e.g. a header value requests refuses to send
         exchange.fail(ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
     finally:
