@@ -72,10 +72,12 @@ def run(
     finally:
         # What finished is stored; what is in flight is abandoned (its sockets are shut, so
         # the workers return at once) and the run gives its leases back.
-        WATCHDOG.abort_all()
-        for future in in_flight:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                frontier.add(future.result())
+        finished = [
+            f for f in in_flight if f.done() and not f.cancelled() and f.exception() is None
+        ]
+        WATCHDOG.abort_all()  # from here on a result is our own doing, not the server's
+        for future in finished:
+            frontier.add(future.result())
         pool.shutdown(wait=False, cancel_futures=True)
         frontier.flush()
         for session in sessions:
