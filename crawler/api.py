@@ -11,7 +11,7 @@ import json
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -20,9 +20,13 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from crawler import frontends
+from crawler.fetch.guard import is_public_address
 from crawler.frontends import BackendUnavailable, ProgressCallback
 from crawler.frontier import Frontier, Limits, frontier_row, insert_ignoring_duplicates
 from crawler.model import DEFAULT_USER_AGENT, CrawlSummary, FetchPolicy
+from crawler.politeness import Politeness
+from crawler.retry import BreakerPolicy, RetryPolicy
+from crawler.robots_cache import RobotsKeeper
 from crawler.runs import RunMeter, process_alive, this_host
 from crawler.store import DatabaseOpenError, DatabaseURLError, make_engine, migrate, reading
 from crawler.store.models import Crawl, Run, utcnow
@@ -39,6 +43,7 @@ crawls_t = Crawl.__table__
 runs_t = Run.__table__
 MAX_TIMEOUT_S = 3600.0
 MAX_NAME_LENGTH = 200
+MAX_BODY_BYTES = 1024**3  # a page is held whole while it is parsed
 
 
 class CrawlerError(Exception):
@@ -69,19 +74,52 @@ class CrawlSettings:
     timeout: float = 30.0
     user_agent: str = DEFAULT_USER_AGENT
     max_redirects: int = 5
+    ignore_robots: bool = False  # recorded, so that a report can say so
+    sitemaps: bool = False
+    per_host_concurrency: int | None = None  # None: 8 on the network, no cap on loopback
+    per_host_delay: float | None = None
+    max_pages_per_host: int | None = None
+    max_attempts: int = 3
+    retry_backoff: float = 1.0
+    max_retry_after: float = 120.0
+    breaker_threshold: int = 10
+    breaker_cooldown: float = 30.0
+    block_private_addresses: bool = False  # set when a seed is a public address
+    max_body_bytes: int = 5 * 1024 * 1024  # decoded: a compression bomb stops here
 
     def policy(self) -> FetchPolicy:
         return FetchPolicy(
             user_agent=self.user_agent,
-            connect_timeout=min(5.0, self.timeout),
-            read_timeout=min(10.0, self.timeout),
+            # Under a short --timeout the phase timeouts shrink with it, so a server that
+            # goes quiet still shows as a read timeout, not as the whole deadline.
+            connect_timeout=min(5.0, self.timeout / 2),
+            read_timeout=min(10.0, self.timeout / 2),
             deadline=self.timeout,
+            max_body_bytes=self.max_body_bytes,
+            block_private_addresses=self.block_private_addresses,
         )
 
     def limits(self) -> Limits:
         return Limits(
-            max_pages=self.max_pages, max_depth=self.max_depth, max_redirects=self.max_redirects
+            max_pages=self.max_pages,
+            max_depth=self.max_depth,
+            max_redirects=self.max_redirects,
+            max_attempts=self.max_attempts,
+            max_pages_per_host=self.max_pages_per_host,
         )
+
+    def politeness(self) -> Politeness:
+        return Politeness(self.per_host_concurrency, self.per_host_delay)
+
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_s=self.retry_backoff,
+            max_retry_after_s=self.max_retry_after,
+        )
+
+    def breaker(self) -> BreakerPolicy:
+        return BreakerPolicy(threshold=self.breaker_threshold, cooldown_s=self.breaker_cooldown)
 
     @classmethod
     def from_json(cls, data: dict) -> CrawlSettings:
@@ -158,14 +196,19 @@ def _check_user_agent(user_agent: str) -> str:
     return user_agent
 
 
-def _check_reachable(seeds: list[str], timeout: float) -> None:
-    """Fail early, before anything is stored, when a seed's server cannot be reached at all."""
+def _check_reachable(seeds: list[str], timeout: float) -> bool:
+    """Fail early, before anything is stored, when a seed's server cannot be reached at all.
+    Returns whether a seed is on a public address: then the crawl may not be led to this
+    machine or a private network (server-side request forgery)."""
+    public = False
     for seed in seeds:
         parsed = ada_url.URL(seed)
         host = parsed.hostname.strip("[]")
         port = int(parsed.port or DEFAULT_PORTS[parsed.protocol.rstrip(":")])
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            connection = socket.create_connection((host, port), timeout=timeout)
+            public = public or is_public_address(connection.getpeername()[0])
+            connection.close()
         except socket.gaierror as exc:
             raise CrawlerError(
                 f"cannot reach seed {seed}: host {host!r} does not resolve ({exc.strerror}); "
@@ -177,6 +220,7 @@ def _check_reachable(seeds: list[str], timeout: float) -> None:
                 f"cannot reach seed {seed}: {reason}; is the site up? "
                 "(for the fixture site, run `crawler fixtures serve` first)"
             ) from None
+    return public
 
 
 def _load_crawl(engine: Engine, crawl: str | int):
@@ -199,6 +243,17 @@ def crawl(
     allow_hosts: Sequence[str] = (),
     timeout: float = 30.0,
     user_agent: str | None = None,
+    ignore_robots: bool = False,
+    sitemaps: bool = False,
+    per_host_concurrency: int | None = None,
+    per_host_delay: float | None = None,
+    max_pages_per_host: int | None = None,
+    max_attempts: int = 3,
+    retry_backoff: float = 1.0,
+    max_retry_after: float = 120.0,
+    breaker_threshold: int = 10,
+    breaker_cooldown: float = 30.0,
+    max_body_bytes: int = 5 * 1024 * 1024,
     on_progress: ProgressCallback | None = None,
 ) -> CrawlSummary:
     """Crawl from `seeds` to completion (or to a limit) and return what the run did."""
@@ -211,6 +266,24 @@ def crawl(
         raise UsageError("--max-depth must be 0 or more")
     if not (0 < timeout <= MAX_TIMEOUT_S):
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds")
+    if per_host_concurrency is not None and per_host_concurrency < 1:
+        raise UsageError("--per-host-concurrency must be at least 1")
+    if max_pages_per_host is not None and max_pages_per_host < 1:
+        raise UsageError("--max-pages-per-host must be at least 1")
+    if max_attempts < 1:
+        raise UsageError("--max-attempts must be at least 1")
+    if not 1024 <= max_body_bytes <= MAX_BODY_BYTES:
+        raise UsageError(f"--max-body-bytes must be 1024 to {MAX_BODY_BYTES} bytes")
+    if breaker_threshold < 0:
+        raise UsageError("--breaker-threshold must be 0 (off) or more")
+    for flag, value in (
+        ("--per-host-delay", per_host_delay or 0.0),
+        ("--retry-backoff", retry_backoff),
+        ("--max-retry-after", max_retry_after),
+        ("--breaker-cooldown", breaker_cooldown),
+    ):
+        if not 0 <= value <= MAX_TIMEOUT_S:
+            raise UsageError(f"{flag} must be 0 to {MAX_TIMEOUT_S:g} seconds")
     if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
         raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
     canonical_seeds = _check_seeds(seeds)
@@ -220,6 +293,17 @@ def crawl(
         allow_hosts=tuple(_check_allowed_host(host) for host in allow_hosts),
         timeout=timeout,
         user_agent=_check_user_agent(user_agent or DEFAULT_USER_AGENT),
+        ignore_robots=ignore_robots,
+        sitemaps=sitemaps,
+        per_host_concurrency=per_host_concurrency,
+        per_host_delay=per_host_delay,
+        max_pages_per_host=max_pages_per_host,
+        max_attempts=max_attempts,
+        retry_backoff=retry_backoff,
+        max_retry_after=max_retry_after,
+        breaker_threshold=breaker_threshold,
+        breaker_cooldown=breaker_cooldown,
+        max_body_bytes=max_body_bytes,
     )
     engine = open_db(db)
     name = name or f"crawl-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
@@ -229,7 +313,8 @@ def crawl(
                 f"a crawl named {name!r} exists already; continue it with "
                 f"`crawler resume {name}` or pick another --name"
             )
-    _check_reachable(canonical_seeds, settings.policy().connect_timeout)
+    if _check_reachable(canonical_seeds, settings.policy().connect_timeout):
+        settings = replace(settings, block_private_addresses=True)
     with engine.begin() as conn:
         crawl_id = conn.execute(
             insert(crawls_t).returning(crawls_t.c.id),
@@ -315,14 +400,29 @@ def _run(
                 "errors": 0,
             },
         ).scalar_one()
+    scope = Scope.for_seeds(crawl_row.seeds, settings.allow_hosts)
+    robots = None
+    if not settings.ignore_robots:
+        robots = RobotsKeeper(
+            crawl_id,
+            run_id,
+            settings.policy(),
+            settings.retry(),
+            scope,
+            sitemaps=settings.sitemaps,
+        )
     frontier = Frontier(
         engine,
         crawl_id,
         run_id,
-        Scope.for_seeds(crawl_row.seeds, settings.allow_hosts),
+        scope,
         settings.limits(),
         # A lease outlives any fetch under the policy, so no live run loses its work.
         lease_seconds=max(120.0, 4 * settings.timeout),
+        politeness=settings.politeness(),
+        retry=settings.retry(),
+        breaker=settings.breaker(),
+        robots=robots,
     )
     _reclaim_dead_runs(engine, frontier)
     meter = RunMeter()
@@ -340,6 +440,8 @@ def _run(
             # In-flight work is abandoned: give its leases back now rather than at expiry. Only
             # a stop that was asked for refunds the attempt; a crash may be the URL's doing.
             frontier.release_leases_of([run_id], refund_attempt=state == "interrupted")
+        if robots is not None:
+            robots.close()
         cost = meter.stop()
         progress = frontier.progress
         crawl_done = state == "finished" and frontier.finished()
@@ -385,6 +487,7 @@ def _run(
         fetches=counts["fetches"],
         errors=counts["errors"],
         queued=counts["queued"],
+        skipped=counts["skipped"],
         elapsed_s=round(cost.wall_s, 3),
         pages_per_s=round(progress.pages / cost.wall_s, 2) if cost.wall_s else 0.0,
         cpu_s=round(cost.user_cpu_s + cost.system_cpu_s, 3),

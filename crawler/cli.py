@@ -64,6 +64,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds, 0 or more")
+    return value
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     from crawler.store.engine import DEFAULT_DB  # here, not at import: pool children import us
 
@@ -93,6 +103,64 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--timeout", type=_seconds, default=30.0, metavar="S")
     crawl.add_argument("--user-agent", metavar="UA")
     crawl.add_argument("--name", help="a unique name to resume the crawl by")
+    crawl.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=5 * 1024 * 1024,
+        metavar="N",
+        help="decoded bytes read of one page before it is refused (default 5 MiB)",
+    )
+    polite = crawl.add_argument_group("politeness and retries")
+    polite.add_argument(
+        "--ignore-robots", action="store_true", help="do not obey robots.txt (recorded)"
+    )
+    polite.add_argument(
+        "--sitemaps", action="store_true", help="also seed from robots.txt Sitemap: lines"
+    )
+    polite.add_argument(
+        "--per-host-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="most requests in flight to one host (default 8; no cap on loopback)",
+    )
+    polite.add_argument(
+        "--per-host-delay",
+        type=_non_negative_seconds,
+        metavar="S",
+        help="least seconds between requests to one host (default 0; Crawl-delay raises it)",
+    )
+    polite.add_argument("--max-pages-per-host", type=_positive_int, metavar="N")
+    polite.add_argument(
+        "--max-attempts", type=_positive_int, default=3, metavar="N", help="fetches per URL"
+    )
+    polite.add_argument(
+        "--retry-backoff",
+        type=_non_negative_seconds,
+        default=1.0,
+        metavar="S",
+        help="wait before the first retry, doubled after (default 1)",
+    )
+    polite.add_argument(
+        "--max-retry-after",
+        type=_non_negative_seconds,
+        default=120.0,
+        metavar="S",
+        help="ceiling on a server's Retry-After (default 120)",
+    )
+    polite.add_argument(
+        "--breaker-threshold",
+        type=_non_negative_int,
+        default=10,
+        metavar="N",
+        help="connection failures in a row that rest a host (0: never; default 10)",
+    )
+    polite.add_argument(
+        "--breaker-cooldown",
+        type=_non_negative_seconds,
+        default=30.0,
+        metavar="S",
+        help="how long a failing host rests, doubled each time (default 30)",
+    )
     _add_db(crawl)
 
     resume = commands.add_parser("resume", help="continue an interrupted crawl")
@@ -198,6 +266,17 @@ def _run(args: argparse.Namespace) -> int:
                 allow_hosts=args.allow_host,
                 timeout=args.timeout,
                 user_agent=args.user_agent,
+                ignore_robots=args.ignore_robots,
+                sitemaps=args.sitemaps,
+                per_host_concurrency=args.per_host_concurrency,
+                per_host_delay=args.per_host_delay,
+                max_pages_per_host=args.max_pages_per_host,
+                max_attempts=args.max_attempts,
+                retry_backoff=args.retry_backoff,
+                max_retry_after=args.max_retry_after,
+                breaker_threshold=args.breaker_threshold,
+                breaker_cooldown=args.breaker_cooldown,
+                max_body_bytes=args.max_body_bytes,
                 on_progress=show,
             )
         _print_summary(summary, args.json)
@@ -228,6 +307,7 @@ def _run(args: argparse.Namespace) -> int:
                 "fetches",
                 "errors",
                 "queued",
+                "skipped",
                 "created",
             ):
                 table.add_column(column)
@@ -240,6 +320,7 @@ def _run(args: argparse.Namespace) -> int:
                     str(r["fetches"]),
                     str(r["errors"]),
                     str(r["queued"]),
+                    str(r["skipped"]),
                     r["created_at"],
                 )
             out.print(table)

@@ -8,31 +8,42 @@ process comes back; its token fences a late completion from a lease that was tak
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crawler.fetch.errors import ErrorKind
+from crawler.hosts import ADMIT, WAIT, HostBook, learn_from
 from crawler.model import FetchResult, FetchTask
+from crawler.politeness import Politeness
+from crawler.retry import BreakerPolicy, RetryPolicy, counts_against_host, is_transient
 from crawler.store.engine import reading
 from crawler.store.models import (
     DONE,
     FAILED,
     LEASED,
     QUEUED,
+    SKIPPED,
     Crawl,
     Fetch,
     FrontierEntry,
     Page,
     PageLink,
 )
-from crawler.urls import Scope, host_of, url_key
+from crawler.urls import Scope, host_of, trap_reason, url_key
+
+if TYPE_CHECKING:
+    from crawler.robots_cache import RobotsKeeper
+
+LEASE_ROUNDS = 4  # candidate reads per lease, each passing over the hosts that must wait
 
 frontier_t = FrontierEntry.__table__
 crawls_t = Crawl.__table__
@@ -49,6 +60,7 @@ class Limits:
     max_depth: int | None = None
     max_redirects: int = 5  # hops followed from one URL
     max_attempts: int = 3  # leases of one URL before it is marked failed
+    max_pages_per_host: int | None = None  # a trap guard: URLs leased per host[:port]
 
     @property
     def bounded(self) -> bool:
@@ -65,6 +77,8 @@ class Progress:
     pages: int = 0
     errors: int = 0
     fenced: int = 0  # results dropped because their lease had been taken over
+    retries: int = 0  # failed attempts queued to be tried again
+    skipped: int = 0  # URLs never to be fetched (robots.txt, host limits)
     batches: int = 0
     store_s: float = 0.0
     queued: int = 0  # from the database, refreshed at most once a second
@@ -152,6 +166,10 @@ class Frontier:
         lease_seconds: float = 120.0,
         batch_size: int = 100,
         batch_seconds: float = 0.5,
+        politeness: Politeness | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        robots: RobotsKeeper | None = None,
     ) -> None:
         self.engine = engine
         self.crawl_id = crawl_id
@@ -166,25 +184,38 @@ class Frontier:
         self._oldest_pending = 0.0
         self._recent = _RecentKeys()
         self._queued_checked = 0.0
+        self.politeness = politeness or Politeness()
+        self.retry = retry or RetryPolicy(max_attempts=limits.max_attempts)
+        self.breaker = breaker or BreakerPolicy()
+        self.robots = robots
+        self.host_delays: dict[str, float] = {}  # seconds between requests, as last admitted
+        self.local_not_before: dict[str, float] = {}  # from results not yet stored
+        self._pending_hosts: Counter[str] = Counter()
+        self._failures: Counter[str] = Counter()
+        self._rng = random.Random()
 
     # -- leasing -------------------------------------------------------------------------
 
     def lease(self, n: int) -> list[FetchTask]:
         """Claim up to n URLs: leases that expired in other runs' hands first (work a dead run
-        left), then queued URLs, shallowest first and then in key order.
+        left), then queued URLs that are due, shallowest first and then in key order, each
+        admitted by its host (see `_admit`): robots.txt, politeness, the circuit breaker.
 
-        Leasing follows the levels of a breadth-first walk, so that every URL is stored at its
-        true depth whatever the frontend, the concurrency or the timing: with d the shallowest
-        depth still queued or leased, only depths d and d+1 are leased (a URL at d+1 cannot be
-        reached in fewer links once level d-1 is done). With a page or depth limit, only depth
-        d: which URLs fill the page budget is then the same on every run too.
-        --max-pages counts URLs leased for the first time."""
+        Leasing follows the levels of a breadth-first walk, per host, so that every URL is
+        stored at its true depth whatever the frontend, the concurrency or the timing: with d
+        the shallowest depth a host still has queued or leased, only its depths d and d+1 are
+        leased (a URL at d+1 cannot be reached in fewer links once level d-1 is done). With a
+        page or depth limit, only depth d: which URLs fill the page budget is then the same on
+        every run too. A host that must wait is passed over, never waited on, so a slow host
+        does not hold up the others. --max-pages counts URLs leased for the first time."""
         if n <= 0:
             return []
         now = time.time()
         f = frontier_t.c
         tasks: list[FetchTask] = []
         with self.engine.begin() as conn:
+            if self.robots is not None:
+                self._enqueue_sitemap_urls(conn, self.robots.settle(conn, now))
             budget = None
             if self.limits.max_pages is not None:
                 started = conn.execute(
@@ -193,49 +224,40 @@ class Frontier:
                     .with_for_update()  # runs on other machines take turns on the budget
                 ).scalar_one()
                 budget = max(0, self.limits.max_pages - started)
-            level = self._current_level(conn)
-            deepest = None if level is None else level + (0 if self.limits.bounded else 1)
-            expired_elsewhere = and_(f.lease_expires_at < now, f.lease_owner != self.run_id)
-            expired = self._candidates(conn, LEASED, expired_elsewhere, n, deepest)
-            queued = self._candidates(conn, QUEUED, f.next_attempt_at <= now, n, deepest)
-            chosen, given_up, fresh = [], [], 0
-            for row in [*expired, *queued]:
-                if len(chosen) >= n:
-                    break
-                if row.attempts >= self.limits.max_attempts:
-                    given_up.append(row)
-                    continue
-                if row.attempts == 0:
-                    if budget is not None and fresh >= budget:
+            book = HostBook(self, conn, now)
+            passed_over: set[str] = set()
+            fresh = 0
+            for _ in range(LEASE_ROUNDS):
+                want = max(4 * n, 64)
+                expired_elsewhere = and_(f.lease_expires_at < now, f.lease_owner != self.run_id)
+                rows = [
+                    *self._candidates(conn, LEASED, expired_elsewhere, want, passed_over),
+                    *self._candidates(conn, QUEUED, f.next_attempt_at <= now, want, passed_over),
+                ]
+                for row in rows:
+                    if len(tasks) >= n:
+                        break
+                    if row.host in passed_over:
                         continue
-                    fresh += 1
-                chosen.append(row)
-            if given_up:
-                self._give_up(conn, given_up, now)
-            for row in chosen:
-                token = uuid.uuid4().hex
-                conn.execute(
-                    update(frontier_t)
-                    .where(f.id == row.id)
-                    .values(
-                        state=LEASED,
-                        lease_owner=self.run_id,
-                        lease_token=token,
-                        lease_expires_at=now + self.lease_seconds,
-                        attempts=row.attempts + 1,
-                    )
-                )
-                tasks.append(
-                    FetchTask(
-                        frontier_id=row.id,
-                        url=row.url,
-                        depth=row.depth,
-                        lease_token=token,
-                        attempt=row.attempts + 1,
-                        redirect_hops=row.redirect_hops,
-                        leased_at=now,
-                    )
-                )
+                    if row.state == LEASED and row.attempts >= self.limits.max_attempts:
+                        self._give_up(conn, [row], now)
+                        continue
+                    if row.attempts == 0 and budget is not None and fresh >= budget:
+                        passed_over.add(row.host)
+                        continue
+                    verdict = book.admit(row)
+                    if verdict is WAIT:
+                        passed_over.add(row.host)
+                        continue
+                    if verdict is not ADMIT:
+                        self._skip(conn, row, verdict)
+                        continue
+                    fresh += row.attempts == 0
+                    book.take(row)
+                    tasks.append(self._lease_row(conn, row, now))
+                if len(tasks) >= n or len(rows) < want:
+                    break
+            book.save()
             if fresh:
                 conn.execute(
                     update(crawls_t)
@@ -243,6 +265,62 @@ class Frontier:
                     .values(urls_started=crawls_t.c.urls_started + fresh)
                 )
         return tasks
+
+    def _lease_row(self, conn: Connection, row, now: float) -> FetchTask:
+        token = uuid.uuid4().hex
+        conn.execute(
+            update(frontier_t)
+            .where(frontier_t.c.id == row.id)
+            .values(
+                state=LEASED,
+                lease_owner=self.run_id,
+                lease_token=token,
+                lease_expires_at=now + self.lease_seconds,
+                attempts=row.attempts + 1,
+            )
+        )
+        return FetchTask(
+            frontier_id=row.id,
+            url=row.url,
+            depth=row.depth,
+            lease_token=token,
+            attempt=row.attempts + 1,
+            redirect_hops=row.redirect_hops,
+            leased_at=now,
+        )
+
+    def _skip(self, conn: Connection, row, reason: str) -> None:
+        conn.execute(
+            update(frontier_t)
+            .where(frontier_t.c.id == row.id)
+            .values(
+                state=SKIPPED,
+                skip_reason=reason[:100],
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+        self.progress.skipped += 1
+
+    def skip_host(self, conn: Connection, host: str, reason: str) -> None:
+        """Every URL of `host` still queued is skipped (its breaker opened too often)."""
+        f = frontier_t.c
+        self.progress.skipped += conn.execute(
+            update(frontier_t)
+            .where(f.crawl_id == self.crawl_id, f.host == host, f.state == QUEUED)
+            .values(state=SKIPPED, skip_reason=reason[:100])
+        ).rowcount
+
+    def _enqueue_sitemap_urls(self, conn: Connection, urls: list[str]) -> None:
+        """URLs listed in sitemaps start one link away from the seeds."""
+        if not urls or (self.limits.max_depth is not None and self.limits.max_depth < 1):
+            return
+        rows = {}
+        for url in urls:
+            if url in self.scope and trap_reason(url) is None:
+                rows[url_key(url)] = frontier_row(self.crawl_id, url, depth=1)
+        insert_ignoring_duplicates(conn, list(rows.values()))
 
     def lease_or_flush(self, n: int) -> list[FetchTask]:
         """Lease ahead of need; when nothing is leasable, store the buffered results first,
@@ -253,29 +331,42 @@ class Frontier:
             tasks = self.lease(n)
         return tasks
 
-    def _current_level(self, conn: Connection) -> int | None:
-        """The shallowest depth with work queued or leased (two index lookups)."""
+    def host_level(self, conn: Connection, host: str) -> int | None:
+        """The shallowest depth `host` has queued or leased (two index lookups)."""
         f = frontier_t.c
         depths = [
             conn.execute(
-                select(func.min(f.depth)).where(f.crawl_id == self.crawl_id, f.state == state)
+                select(func.min(f.depth)).where(
+                    f.crawl_id == self.crawl_id, f.host == host, f.state == state
+                )
             ).scalar()
             for state in (QUEUED, LEASED)
         ]
         known = [d for d in depths if d is not None]
         return min(known) if known else None
 
-    def _candidates(self, conn: Connection, state: str, due, n: int, deepest: int | None):
+    def leased_on(self, conn: Connection, host: str) -> int:
+        """Leases on `host` held by any run, less the ones this run has finished and not yet
+        stored: those requests are over."""
+        f = frontier_t.c
+        leased = conn.execute(
+            select(func.count()).where(
+                f.crawl_id == self.crawl_id, f.host == host, f.state == LEASED
+            )
+        ).scalar_one()
+        return leased - self._pending_hosts[host]
+
+    def _candidates(self, conn: Connection, state: str, due, n: int, passed_over: set[str]):
         f = frontier_t.c
         query = (
-            select(f.id, f.url, f.depth, f.attempts, f.redirect_hops)
+            select(f.id, f.url, f.host, f.depth, f.attempts, f.redirect_hops, f.state)
             .where(f.crawl_id == self.crawl_id, f.state == state, due)
             .order_by(f.depth, f.url_key)
             .limit(n)
             .with_for_update(skip_locked=True)
         )
-        if deepest is not None:
-            query = query.where(f.depth <= deepest)
+        if passed_over:
+            query = query.where(f.host.not_in(sorted(passed_over)))
         return conn.execute(query).all()
 
     def _give_up(self, conn: Connection, rows, now: float) -> None:
@@ -314,6 +405,30 @@ class Frontier:
         if not self._pending:
             self._oldest_pending = perf_counter()
         self._pending.append(result)
+        self._pending_hosts[host_of(result.task.url)] += 1
+        self.note(result)
+
+    def note(self, result: FetchResult) -> None:
+        """Learn at once what a finished fetch says about its host (its delay, its failures),
+        before the batch holding it is stored."""
+        host = host_of(result.task.url)
+        delay = self.host_delays.get(host, 0.0)
+        if delay:  # the host is free once this request ended, and its delay has passed
+            ended = result.started_at + result.timings.total
+            self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), ended + delay)
+        self._count_failure(host, result)
+
+    def _count_failure(self, host: str, result: FetchResult) -> None:
+        """This run's own count of a host's failures in a row, so that its breaker opens at
+        once, not only when the batch is stored (learn_from keeps the shared count)."""
+        if not counts_against_host(result):
+            self._failures.pop(host, None)
+            return
+        self._failures[host] += 1
+        if self.breaker.threshold and self._failures[host] >= self.breaker.threshold:
+            self._failures.pop(host)
+            pause = time.time() + self.breaker.cooldown_s
+            self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), pause)
         if len(self._pending) >= self.batch_size:
             self.flush()
 
@@ -324,6 +439,7 @@ class Frontier:
     def flush(self) -> None:
         if self._pending:
             batch, self._pending = self._pending, []
+            self._pending_hosts.clear()
             self.complete(batch)
 
     @property
@@ -335,18 +451,28 @@ class Frontier:
         lease expired and another run took the URL) is dropped: that run will store it."""
         started = perf_counter()
         with self.engine.begin() as conn:
-            accepted = [r for r in results if self._close_lease(conn, r)]
+            now = time.time()
+            accepted = [r for r in results if self._close_lease(conn, r, now)]
             if accepted:
                 fetch_ids = self._insert_fetches(conn, accepted)
                 self._insert_pages_and_links(conn, accepted, fetch_ids)
                 self._enqueue_redirects(conn, accepted)
+                learn_from(self, conn, accepted)
         self.progress.store_s += perf_counter() - started
         self.progress.batches += 1
         self.refresh_queued()
 
-    def _close_lease(self, conn: Connection, result: FetchResult) -> bool:
+    def _close_lease(self, conn: Connection, result: FetchResult, now: float) -> bool:
+        """Done, failed, or (a transient failure with attempts left) queued again after a
+        back-off; every attempt keeps its own fetch row."""
         f = frontier_t.c
-        state = FAILED if result.status is None else DONE
+        values = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+        transient = is_transient(result)
+        if transient and result.task.attempt < self.retry.max_attempts:
+            wait = self.retry.delay(result.task.attempt, result.retry_after, self._rng)
+            values |= {"state": QUEUED, "next_attempt_at": now + wait}
+        else:
+            values["state"] = FAILED if result.status is None or transient else DONE
         closed = conn.execute(
             update(frontier_t)
             .where(
@@ -354,8 +480,9 @@ class Frontier:
                 f.lease_token == result.task.lease_token,
                 f.state == LEASED,
             )
-            .values(state=state, lease_owner=None, lease_token=None, lease_expires_at=None)
+            .values(**values)
         ).rowcount
+        self.progress.retries += bool(closed) and values["state"] == QUEUED
         if not closed:
             self.progress.fenced += 1
             return False
@@ -439,6 +566,7 @@ class Frontier:
                     not link.nofollow
                     and (max_depth is None or depth <= max_depth)
                     and link.url in self.scope
+                    and trap_reason(link.url) is None
                 )
                 link_rows.append(
                     {

@@ -31,6 +31,16 @@ def make_httpserver():
         server.stop()
 
 
+@pytest.fixture
+def httpserver(make_httpserver):
+    """pytest-httpserver answering robots.txt with 404 (no rules), as most servers do: a crawl
+    asks for it first, and the plugin answers a path it does not know with a 500. A test that
+    wants its own robots.txt registers it with `expect_ordered_request`, which comes first."""
+    make_httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    yield make_httpserver
+    make_httpserver.clear()
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A real PostgreSQL server. Not skipped when missing: CI provides it (.ci/run)."""

@@ -78,6 +78,12 @@ class TreeSite:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if self.path == "/robots.txt":  # none: everything allowed
+                    site.robots_hits += 1
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 time.sleep(site.delay)
                 site.hits.append(self.path)
                 number = self.path.removeprefix("/p/").removesuffix(".html")
@@ -107,7 +113,8 @@ class TreeSite:
 
         self.pages = pages
         self.delay = delay
-        self.hits: list[str] = []
+        self.hits: list[str] = []  # pages asked for, robots.txt apart
+        self.robots_hits = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import func, insert, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, insert, select, update
 
 from crawler.frontier import Frontier, Limits, frontier_row, insert_ignoring_duplicates
 from crawler.model import FetchResult, Link, ParsedPage
+from crawler.politeness import Politeness
 from crawler.store import make_engine, migrate
 from crawler.store.models import Crawl, Fetch, FrontierEntry, Page, Run
 from crawler.urls import Scope
@@ -47,6 +50,8 @@ def setup(any_db):
 
     def make(run: int = 0, **kwargs) -> Frontier:
         limits = kwargs.pop("limits", Limits())
+        # site.test is not loopback: lift the network default of 8 unless a test sets one
+        kwargs.setdefault("politeness", Politeness(per_host_concurrency=10_000))
         return Frontier(engine, crawl_id, runs[run], Scope.for_seeds([SEED]), limits, **kwargs)
 
     return engine, make
@@ -230,3 +235,113 @@ def test_in_one_batch_the_shallowest_link_sets_the_depth(setup):
     frontier.complete([page_result(c, [f"{SEED}y"]), page_result(tasks[f"{SEED}b"], [f"{SEED}y"])])
     [y] = frontier.lease(1)
     assert (y.url, y.depth) == (f"{SEED}y", 2)
+
+
+def test_per_host_cap_holds_across_runs(setup):
+    """Two runs share one host's cap through the database: the second gets what is left."""
+    _engine, make = setup
+    one = make(0, politeness=Politeness(per_host_concurrency=5))
+    two = make(1, politeness=Politeness(per_host_concurrency=5))
+    [seed] = one.lease(1)
+    one.complete([page_result(seed, [f"{SEED}{i}" for i in range(20)])])
+    first = one.lease(3)
+    second = two.lease(10)
+    assert (len(first), len(second)) == (3, 2)
+    assert two.lease(10) == []
+    one.complete([page_result(first[0], [])])
+    assert len(two.lease(10)) == 1
+
+
+def test_network_hosts_get_eight_at_once_by_default(setup):
+    _engine, make = setup
+    frontier = make(politeness=Politeness())
+    [seed] = frontier.lease(1)
+    frontier.complete([page_result(seed, [f"{SEED}{i}" for i in range(20)])])
+    assert len(frontier.lease(20)) == 8
+
+
+def test_a_host_that_must_wait_does_not_hold_up_another(setup):
+    """Head-of-line: the first host in key order is at its cap; the next host still leases."""
+    _engine, make = setup
+    frontier = make(politeness=Politeness(per_host_concurrency=1))
+    [seed] = frontier.lease(1)
+    other = [f"http://other{i}.test/" for i in range(5)]
+    frontier.scope = Scope.for_seeds([SEED, *other])
+    frontier.complete([page_result(seed, [f"{SEED}{i}" for i in range(50)] + other)])
+    leased = frontier.lease(20)
+    hosts = sorted(t.url.split("/")[2] for t in leased)
+    assert hosts == sorted(["site.test", *(u.split("/")[2] for u in other)])
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 2), st.sampled_from(["lease", "complete", "expire"]), st.integers(1, 7)
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_property_no_url_is_ever_leased_twice_at_once(tmp_path_factory, steps):
+    """Any interleaving of three runs leasing, completing and letting leases expire: the
+    live leases never share a URL."""
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'f.db'}")
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        crawl_id = conn.execute(
+            insert(Crawl.__table__).returning(Crawl.__table__.c.id),
+            {"name": "p", "seeds": [SEED], "settings": {}, "state": "running", "urls_started": 0},
+        ).scalar_one()
+        insert_ignoring_duplicates(
+            conn, [frontier_row(crawl_id, f"{SEED}{i}", 0) for i in range(30)]
+        )
+        runs = [_run(conn, crawl_id) for _ in range(3)]
+    frontiers = [
+        Frontier(
+            engine,
+            crawl_id,
+            run,
+            Scope.for_seeds([SEED]),
+            Limits(max_attempts=100),
+            politeness=Politeness(per_host_concurrency=10_000),
+            lease_seconds=60,
+        )
+        for run in runs
+    ]
+    held: list[dict[str, object]] = [{}, {}, {}]  # url -> task, per run, while live
+    for who, action, k in steps:
+        frontier = frontiers[who]
+        if action == "lease":
+            for task in frontier.lease(k):
+                held[who][task.url] = task
+        elif action == "complete" and held[who]:
+            done = list(held[who].values())[:k]
+            frontier.complete([page_result(task, [f"{SEED}{k}x"]) for task in done])
+            for task in done:
+                held[who].pop(task.url)
+        elif action == "expire":  # the run dies: its leases lapse and others may take them
+            with engine.begin() as conn:
+                conn.execute(
+                    update(FrontierEntry.__table__)
+                    .where(FrontierEntry.__table__.c.lease_owner == runs[who])
+                    .values(lease_expires_at=0.0)
+                )
+            held[who] = {}
+        live = [url for run in held for url in run]
+        assert len(live) == len(set(live))
+        with engine.connect() as conn:
+            leased = (
+                conn.execute(
+                    select(FrontierEntry.__table__.c.url).where(
+                        FrontierEntry.__table__.c.state == "leased",
+                        FrontierEntry.__table__.c.lease_expires_at > time.time(),
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert len(leased) == len(set(leased))
+    engine.dispose()

@@ -10,7 +10,17 @@ from sqlalchemy import inspect, text
 from crawler.store import make_engine, migrate
 from tests.helpers import ROOT
 
-TABLES = {"crawls", "frontier", "fetches", "pages", "links", "runs", "alembic_version"}
+TABLES = {
+    "crawls",
+    "frontier",
+    "fetches",
+    "pages",
+    "links",
+    "runs",
+    "hosts",
+    "robots",
+    "alembic_version",
+}
 
 
 def test_upgrade_creates_every_table(any_db):

@@ -81,6 +81,7 @@ class Crawler:
             task = await self.queue.get()
             try:
                 result = await fetch(self.session, task, self.policy, name)
+                self.frontier.note(result)
                 self.done.append(result)  # after the await: store() may swap the list meanwhile
             finally:
                 self.outstanding -= 1

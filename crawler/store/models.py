@@ -33,8 +33,9 @@ NAMING_CONVENTION = {
 }
 
 # Frontier states. A URL is queued, leased to one run, then done (a response was stored) or
-# failed (no response after its attempts).
-QUEUED, LEASED, DONE, FAILED = "queued", "leased", "done", "failed"
+# failed (no usable response after its attempts); skipped URLs are never fetched (robots.txt,
+# a host's page limit, a host that kept failing), and skip_reason says which.
+QUEUED, LEASED, DONE, FAILED, SKIPPED = "queued", "leased", "done", "failed", "skipped"
 
 
 def utcnow() -> datetime:
@@ -74,6 +75,8 @@ class FrontierEntry(Base):
         UniqueConstraint("crawl_id", "url_key"),
         # lease(): by state, shallowest first, then key order; also min(depth) per state
         Index("ix_frontier_lease", "crawl_id", "state", "depth", "url_key"),
+        # per-host politeness: a host's shallowest queued depth, its leases in flight
+        Index("ix_frontier_host", "crawl_id", "host", "state", "depth"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -92,6 +95,47 @@ class FrontierEntry(Base):
     found_from: Mapped[int | None] = mapped_column(
         ForeignKey("frontier.id"), doc="the page (or redirect) that first led here"
     )
+    skip_reason: Mapped[str | None] = mapped_column(String(100), doc="why it was never fetched")
+
+
+class Host(Base):
+    """Politeness state of one host[:port] in a crawl, shared by every run through the
+    database: when it may next be asked, and its circuit breaker."""
+
+    __tablename__ = "hosts"
+    __table_args__ = (UniqueConstraint("crawl_id", "host"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(300))
+    next_fetch_at: Mapped[float] = mapped_column(Float, default=0.0, doc="epoch seconds")
+    failures: Mapped[int] = mapped_column(Integer, default=0, doc="failures in a row")
+    breaker_until: Mapped[float] = mapped_column(Float, default=0.0, doc="open until then")
+    breaker_trips: Mapped[int] = mapped_column(Integer, default=0)
+    urls_started: Mapped[int] = mapped_column(Integer, default=0, doc="for --max-pages-per-host")
+
+
+class Robots(Base):
+    """robots.txt of one origin (scheme://host[:port]) as fetched, so that every run and
+    machine obeys the same rules and it is fetched once per crawl (until it expires)."""
+
+    __tablename__ = "robots"
+    __table_args__ = (UniqueConstraint("crawl_id", "origin"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(300))
+    verdict: Mapped[str] = mapped_column(
+        String(20), doc="fetching|rules|allow_all|disallow_all|unavailable"
+    )
+    body: Mapped[str | None] = mapped_column(Text, doc="the rules, for verdict=rules")
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    fetched_at: Mapped[float | None] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0, doc="refetch after this")
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    claim_expires_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Run(Base):

@@ -56,10 +56,19 @@ def totals(conn: Connection, crawl_id: int) -> dict[str, int]:
         ).where(fetches.crawl_id == crawl_id)
     ).one()
     page_count = conn.execute(select(func.count()).where(pages.crawl_id == crawl_id)).scalar_one()
-    queued = conn.execute(
-        select(func.count()).where(frontier.crawl_id == crawl_id, frontier.state == "queued")
-    ).scalar_one()
-    return {"fetches": fetch_count, "errors": error_count, "pages": page_count, "queued": queued}
+    queued, skipped = (
+        conn.execute(
+            select(func.count()).where(frontier.crawl_id == crawl_id, frontier.state == state)
+        ).scalar_one()
+        for state in ("queued", "skipped")
+    )
+    return {
+        "fetches": fetch_count,
+        "errors": error_count,
+        "pages": page_count,
+        "queued": queued,
+        "skipped": skipped,
+    }
 
 
 def _ms(seconds: float | None) -> float | None:

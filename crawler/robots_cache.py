@@ -1,0 +1,260 @@
+"""robots.txt as a crawl obeys it: fetched once per origin, shared by every run through the
+database, refreshed after 24 h, and read as RFC 9309 says (section 2.3.1.3-4):
+
+- 2xx: the rules in the file (its first 512 KiB);
+- 4xx, or more than five redirects: no rules, everything allowed;
+- 5xx, 429, or no answer: everything disallowed for now, asked again after a back-off; after
+  `max_attempts` failures the origin's URLs are skipped as "robots.txt unavailable".
+
+Fetches run on a few threads of their own, so a slow robots.txt holds up only its own host;
+the coordinator writes what they found (one writer per process).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crawler.fetch.document import Document, fetch_document
+from crawler.fetch.errors import ErrorKind
+from crawler.fetch.sync import make_session
+from crawler.model import FetchPolicy
+from crawler.retry import RetryPolicy
+from crawler.robots import MAX_ROBOTS_BYTES, RobotsRules
+from crawler.sitemaps import MAX_SITEMAP_BYTES, MAX_SITEMAPS, SitemapError, parse_sitemap
+from crawler.store.models import Robots
+from crawler.urls import Scope, resolve_link
+
+robots_t = Robots.__table__
+REFRESH_S = 24 * 3600.0
+FETCHERS = 4
+
+
+class _Unavailable:
+    """The origin's robots.txt failed for good: skip its URLs, do not wait for them."""
+
+    def __repr__(self) -> str:
+        return "UNAVAILABLE"
+
+
+UNAVAILABLE: Final = _Unavailable()
+
+
+class RobotsKeeper:
+    def __init__(
+        self,
+        crawl_id: int,
+        run_id: int,
+        policy: FetchPolicy,
+        retry: RetryPolicy,
+        scope: Scope,
+        *,
+        sitemaps: bool = False,
+    ) -> None:
+        self.crawl_id = crawl_id
+        self.run_id = run_id
+        self.policy = policy
+        self.retry = retry
+        self.scope = scope
+        self.sitemaps = sitemaps
+        self._rules: OrderedDict[str, tuple[RobotsRules | None, float]] = OrderedDict()
+        self._asked: set[str] = set()  # origins this run is fetching
+        self._sitemaps_read: set[str] = set()
+        self._found: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="robots")
+        self._local = threading.local()
+        self._rng = random.Random()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- asked by the frontier while leasing -----------------------------------------------
+
+    def rules(self, conn: Connection, origin: str, now: float) -> RobotsRules | _Unavailable | None:
+        """The origin's rules; None while they are being fetched (or retried); UNAVAILABLE
+        once its robots.txt failed for good."""
+        known = self._rules.get(origin)
+        if known is not None and known[1] > now:
+            self._rules.move_to_end(origin)
+            return known[0]
+        row = conn.execute(
+            select(robots_t).where(
+                robots_t.c.crawl_id == self.crawl_id, robots_t.c.origin == origin
+            )
+        ).first()
+        if row is None:
+            self._claim_new(conn, origin, now)
+            return None
+        if row.verdict == "unavailable":
+            return self._remember(origin, UNAVAILABLE, float("inf"))
+        if row.verdict == "fetching":
+            if (row.claim_expires_at or 0.0) < now:
+                self._claim(conn, row, now)
+            return None
+        due = row.expires_at <= now
+        if due and (row.claim_expires_at or 0.0) < now:
+            self._claim(conn, row, now)
+        if row.verdict == "disallow_all":  # failed; asked again once the back-off is over
+            return self._remember(origin, None, now + 1.0 if due else row.expires_at)
+        rules = (
+            RobotsRules.parse(row.body or "", self.policy.user_agent)
+            if row.verdict == "rules"
+            else RobotsRules.allow_all()
+        )
+        # An expired file is still obeyed while its refresh is under way.
+        return self._remember(origin, rules, row.expires_at if not due else now + 1.0)
+
+    def _remember(self, origin: str, rules, until: float):
+        self._rules[origin] = (rules, until)
+        self._rules.move_to_end(origin)
+        if len(self._rules) > 10_000:
+            self._rules.popitem(last=False)
+        return rules
+
+    def _claim_expiry(self, now: float) -> float:
+        return now + self.policy.deadline * 6 + 10.0
+
+    def _claim_new(self, conn: Connection, origin: str, now: float) -> None:
+        insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+        created = conn.execute(
+            insert(robots_t)
+            .on_conflict_do_nothing(index_elements=["crawl_id", "origin"])
+            .values(
+                crawl_id=self.crawl_id,
+                origin=origin,
+                verdict="fetching",
+                attempts=0,
+                expires_at=0.0,
+                claimed_by=self.run_id,
+                claim_expires_at=self._claim_expiry(now),
+            )
+        ).rowcount
+        if created:
+            self._ask(origin)
+
+    def _claim(self, conn: Connection, row, now: float) -> None:
+        """Take the (re)fetch of a row nobody is fetching; a compare-and-set, so only one run
+        of many wins."""
+        won = conn.execute(
+            update(robots_t)
+            .where(
+                robots_t.c.id == row.id,
+                robots_t.c.claim_expires_at.is_(None)
+                if row.claim_expires_at is None
+                else robots_t.c.claim_expires_at == row.claim_expires_at,
+            )
+            .values(claimed_by=self.run_id, claim_expires_at=self._claim_expiry(now))
+        ).rowcount
+        if won:
+            self._ask(origin=row.origin)
+
+    def _ask(self, origin: str) -> None:
+        if origin in self._asked:
+            return
+        self._asked.add(origin)
+        self._pool.submit(self._fetch_robots, origin)
+
+    # -- on the fetch threads ----------------------------------------------------------------
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = make_session(self.policy, pool_size=2)
+        return session
+
+    def _fetch_robots(self, origin: str) -> None:
+        document = fetch_document(
+            self._session(), f"{origin}/robots.txt", self.policy, max_bytes=MAX_ROBOTS_BYTES
+        )
+        self._found.put(("robots", origin, document))
+
+    def _fetch_sitemaps(self, origin: str, listed: tuple[str, ...]) -> None:
+        """Walk the origin's sitemaps (indexes included, at most MAX_SITEMAPS files), keeping
+        the page URLs in scope."""
+        todo = [u for u in (resolve_link(s, origin + "/") for s in listed) if u in self.scope]
+        seen: set[str] = set()
+        pages: list[str] = []
+        while todo and len(seen) < MAX_SITEMAPS:
+            url = todo.pop(0)
+            if url in seen:
+                continue
+            seen.add(url)
+            document = fetch_document(
+                self._session(), url, self.policy, max_bytes=MAX_SITEMAP_BYTES + 1
+            )
+            if document.status != 200 or document.truncated:
+                continue
+            try:
+                sitemap = parse_sitemap(document.body)
+            except SitemapError:
+                continue
+            for loc in sitemap.pages:
+                page = resolve_link(loc, url)
+                if page is not None and page in self.scope:
+                    pages.append(page)
+            for loc in sitemap.sitemaps:
+                child = resolve_link(loc, url)
+                if child is not None and child in self.scope:
+                    todo.append(child)
+        self._found.put(("sitemap", origin, pages))
+
+    # -- back on the coordinator --------------------------------------------------------------
+
+    def settle(self, conn: Connection, now: float) -> list[str]:
+        """Store what the fetch threads found; returns page URLs read from sitemaps."""
+        pages: list[str] = []
+        while True:
+            try:
+                what, origin, found = self._found.get_nowait()
+            except queue.Empty:
+                return pages
+            if what == "sitemap":
+                pages.extend(found)
+            else:
+                self._asked.discard(origin)
+                self._store(conn, origin, found, now)
+
+    def _store(self, conn: Connection, origin: str, document: Document, now: float) -> None:
+        row = conn.execute(
+            select(robots_t).where(
+                robots_t.c.crawl_id == self.crawl_id, robots_t.c.origin == origin
+            )
+        ).first()
+        attempts = row.attempts if row else 0
+        status = document.status
+        values = {"status": status, "error": document.error_message, "fetched_at": now}
+        if status is not None and 200 <= status < 300:
+            body = document.body.decode("utf-8", errors="replace")
+            values |= {"verdict": "rules", "body": body, "attempts": 0}
+            values["expires_at"] = now + REFRESH_S
+        elif (
+            status is not None and 400 <= status < 500 and status != 429
+        ) or document.error_kind in (ErrorKind.TOO_MANY_REDIRECTS, ErrorKind.BAD_REDIRECT):
+            values |= {"verdict": "allow_all", "body": None, "attempts": 0}
+            values["expires_at"] = now + REFRESH_S
+        else:
+            attempts += 1
+            gave_up = attempts >= self.retry.max_attempts
+            values |= {
+                "verdict": "unavailable" if gave_up else "disallow_all",
+                "attempts": attempts,
+                "expires_at": now + self.retry.delay(attempts, None, self._rng),
+            }
+        conn.execute(
+            update(robots_t)
+            .where(robots_t.c.crawl_id == self.crawl_id, robots_t.c.origin == origin)
+            .values(**values, claimed_by=None, claim_expires_at=None)
+        )
+        self._rules.pop(origin, None)
+        if values["verdict"] == "rules" and self.sitemaps and origin not in self._sitemaps_read:
+            self._sitemaps_read.add(origin)
+            listed = RobotsRules.parse(values["body"], self.policy.user_agent).sitemaps
+            if listed:
+                self._pool.submit(self._fetch_sitemaps, origin, tuple(listed))
