@@ -37,6 +37,7 @@ from crawler.store.models import (
     FrontierEntry,
     Page,
     PageLink,
+    Robots,
 )
 from crawler.urls import Scope, host_of, trap_reason, url_key
 
@@ -50,6 +51,7 @@ crawls_t = Crawl.__table__
 fetches_t = Fetch.__table__
 pages_t = Page.__table__
 links_t = PageLink.__table__
+robots_t = Robots.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,11 +241,10 @@ class Frontier:
                         break
                     if row.host in passed_over:
                         continue
-                    if row.state == LEASED and row.attempts >= self.limits.max_attempts:
+                    if row.attempts >= self.limits.max_attempts:
                         self._give_up(conn, [row], now)
                         continue
                     if row.attempts == 0 and budget is not None and fresh >= budget:
-                        passed_over.add(row.host)
                         continue
                     verdict = book.admit(row)
                     if verdict is WAIT:
@@ -669,6 +670,12 @@ class Frontier:
                         .where(crawls_t.c.id == self.crawl_id)
                         .values(urls_started=crawls_t.c.urls_started - first_tries)
                     )
+            # robots.txt fetches they had claimed are free to be taken at once, too
+            conn.execute(
+                update(robots_t)
+                .where(robots_t.c.crawl_id == self.crawl_id, robots_t.c.claimed_by.in_(run_ids))
+                .values(claimed_by=None, claim_expires_at=0.0)
+            )
             return conn.execute(update(frontier_t).where(released).values(**values)).rowcount
 
     def give_back(self, tasks: list[FetchTask]) -> None:

@@ -209,3 +209,31 @@ def test_a_sitemap_bomb_is_refused_at_the_cap(httpserver, db_url):
     )
     summary = crawl(httpserver, db_url, "--sitemaps")
     assert summary["pages"] == 2 and summary["state"] == "finished"
+
+
+def test_ctrl_c_while_robots_is_fetched_then_resume_asks_again_at_once(httpserver, db_url):
+    """The stopped run's claim on the robots.txt fetch is given back with its leases, so the
+    next run does not wait for the claim to expire (minutes)."""
+    import signal
+    import time
+
+    from tests.helpers import start_crawler
+
+    def slow_robots(request):
+        time.sleep(2)
+        return Response("User-agent: *\nDisallow: /b\n", content_type="text/plain")
+
+    serve_robots(httpserver, handler=slow_robots)
+    serve_pages(httpserver, "/a", "/b")
+    process = start_crawler("crawl", httpserver.url_for("/"), "--name", "r", "--db", db_url)
+    deadline = time.monotonic() + 20
+    while "/robots.txt" not in requested(httpserver) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 130
+    started = time.monotonic()
+    result = cli("resume", "r", "--json", "--db", db_url, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["pages"] == 2
+    assert time.monotonic() - started < 15
+    assert "/b" not in requested(httpserver)
