@@ -46,13 +46,18 @@ def flaky(failures: int, status: int = 503, headers: dict | None = None):
     return handler, calls
 
 
+def serve_linked(httpserver, path: str, handler) -> None:
+    """A seed page linking to `path`, which `handler` answers."""
+    httpserver.expect_request("/").respond_with_data(
+        f'<a href="{path}">x</a>', content_type="text/html"
+    )
+    httpserver.expect_request(path).respond_with_handler(handler)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_503_is_tried_again_and_every_attempt_is_stored(httpserver, db_url, backend):
     handler, _ = flaky(2)
-    httpserver.expect_request("/").respond_with_data(
-        '<a href="/flaky">x</a>', content_type="text/html"
-    )
-    httpserver.expect_request("/flaky").respond_with_handler(handler)
+    serve_linked(httpserver, "/flaky", handler)
     summary = crawl(httpserver.url_for("/"), db_url, *backend_flags(backend), *FAST)
     assert attempts(db_url, "/flaky") == [(1, 503, None), (2, 503, None), (3, 200, None)]
     assert state_of(db_url, "/flaky") == "done"
@@ -78,10 +83,7 @@ def test_a_client_error_is_not_retried(httpserver, db_url, status):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_url_that_keeps_failing_is_marked_failed(httpserver, db_url, backend):
     handler, calls = flaky(100)
-    httpserver.expect_request("/").respond_with_data(
-        '<a href="/down">x</a>', content_type="text/html"
-    )
-    httpserver.expect_request("/down").respond_with_handler(handler)
+    serve_linked(httpserver, "/down", handler)
     crawl(httpserver.url_for("/"), db_url, *backend_flags(backend), *FAST, "--max-attempts", "4")
     assert [row[0] for row in attempts(db_url, "/down")] == [1, 2, 3, 4]
     assert calls["n"] == 4

@@ -20,9 +20,9 @@ from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from crawler.fetch import guard
-from crawler.fetch.body import Body, BodyDecodeError, BodyTooLarge
+from crawler.fetch.body import Body
 from crawler.fetch.errors import ErrorKind
-from crawler.fetch.exchange import Exchange
+from crawler.fetch.exchange import LIMIT_ERRORS, Exchange
 from crawler.fetch.head import HeadCounter, HeadersTooLarge
 from crawler.fetch.headers import request_headers
 from crawler.model import FetchPolicy, FetchResult, FetchTask
@@ -198,12 +198,8 @@ async def fetch(
                     body = await _read_body(response, policy)
                     exchange.downloaded(body, perf_counter() - download_started)
                     headers = response.headers
-    except BodyTooLarge as exc:
-        exchange.too_large(exc.decoded, str(exc))
-    except BodyDecodeError as exc:
-        exchange.fail(ErrorKind.DECODE, str(exc))
-    except HeadersTooLarge as exc:
-        exchange.fail(ErrorKind.PROTOCOL, str(exc))
+    except LIMIT_ERRORS as exc:
+        exchange.hit_limit(exc)
     except aiohttp.ClientError as exc:  # first: aiohttp's own timeouts are TimeoutErrors too
         exchange.fail(_error_kind(exc), _forbidden(exc) or f"{type(exc).__name__}: {exc}")
     except TimeoutError:  # asyncio.timeout: the whole exchange ran past the deadline

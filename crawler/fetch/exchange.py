@@ -7,11 +7,16 @@ import time
 from collections.abc import Mapping
 from time import perf_counter
 
+from crawler.fetch.body import BodyDecodeError, BodyTooLarge
 from crawler.fetch.errors import ErrorKind
+from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import retry_after
 from crawler.model import FetchResult, FetchTask, Timings
 from crawler.parse import is_html, parse_page
 from crawler.urls import resolve_link
+
+# Our own limits, raised the same way under both clients.
+LIMIT_ERRORS = (BodyTooLarge, BodyDecodeError, HeadersTooLarge)
 
 
 def _percent_encode_non_ascii(raw: bytes) -> str:
@@ -75,6 +80,15 @@ class Exchange:
             parse_started = perf_counter()
             self.page = parse_page(self.task.url, body, headers)
             self.parse = perf_counter() - parse_started
+
+    def hit_limit(self, exc: Exception) -> None:
+        """One of LIMIT_ERRORS ended the exchange."""
+        if isinstance(exc, BodyTooLarge):
+            self.too_large(exc.decoded, str(exc))
+        elif isinstance(exc, BodyDecodeError):
+            self.fail(ErrorKind.DECODE, str(exc))
+        else:
+            self.fail(ErrorKind.PROTOCOL, str(exc))
 
     def too_large(self, decoded: int, message: str) -> None:
         """The decoded body passed the cap and reading stopped. body_bytes keeps how much had

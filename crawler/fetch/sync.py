@@ -22,9 +22,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from crawler.fetch import guard
-from crawler.fetch.body import Body, BodyDecodeError, BodyTooLarge
+from crawler.fetch.body import Body
 from crawler.fetch.errors import ErrorKind
-from crawler.fetch.exchange import Exchange
+from crawler.fetch.exchange import LIMIT_ERRORS, Exchange
 from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import request_headers
 from crawler.fetch.watchdog import WATCHDOG
@@ -333,12 +333,8 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
                 exchange.parse_body(body, response.headers)
     except _Deadline as exc:
         exchange.fail(ErrorKind.DEADLINE, str(exc))
-    except BodyTooLarge as exc:
-        exchange.too_large(exc.decoded, str(exc))
-    except BodyDecodeError as exc:
-        exchange.fail(ErrorKind.DECODE, str(exc))
-    except HeadersTooLarge as exc:
-        exchange.fail(ErrorKind.PROTOCOL, str(exc))
+    except LIMIT_ERRORS as exc:
+        exchange.hit_limit(exc)
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         if ticket.expired:
             exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
