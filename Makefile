@@ -21,7 +21,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	.ci/ensure-postgres
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 -m "not serial"  # most tests wait on I/O: run 3 at once
+	$(BIN)/python -m pytest -q -m serial
 
 # Benchmarks print figures; they are not tests and stay out of `make test`.
 bench: $(STAMP)

@@ -163,6 +163,7 @@ async def _hold_connections(host: str, port: int, path: str) -> list[bytes]:
     return await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
 
 
+@pytest.mark.serial
 def test_ten_thousand_concurrent_slow_connections_are_all_answered():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert hard >= CONNECTIONS + 100, "raise the hard open-file limit to run this test"

@@ -7,6 +7,8 @@ import pytest
 
 from tests.helpers import BACKENDS, FixtureServer, backend_flags, cli, last_json, query
 
+pytestmark = pytest.mark.serial  # timing is measured: no other test runs beside it
+
 SITE = ["--pages", "5000", "--links", "10", "--page-kb", "4"]
 
 

@@ -12,6 +12,8 @@ import pytest
 from fixtures.faults import FAULTS
 from tests.helpers import BACKENDS, FixtureServer, backend_flags, cli, last_json, query
 
+pytestmark = pytest.mark.serial  # timing is measured: no other test runs beside it
+
 GOOD_PAGES = 20
 TIMEOUT_S = 3  # connect, read and whole-exchange deadline
 FLAGS = [

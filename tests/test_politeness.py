@@ -8,6 +8,8 @@ import pytest
 from tests.counting_site import CountingSite
 from tests.helpers import BACKENDS, backend_flags, cli, last_json
 
+pytestmark = pytest.mark.serial  # timing is measured: no other test runs beside it
+
 SLACK = 0.02  # the two clocks are one monotonic clock, but the server stamps after reading
 
 
