@@ -436,7 +436,9 @@ def _run(
             f"interrupted; what finished is stored, continue with `crawler resume {crawl_row.name}`"
         ) from None
     finally:
-        if state != "finished":
+        if state == "finished":
+            frontier.release_leases_of([run_id])  # none are left; its robots claims may be
+        else:
             # In-flight work is abandoned: give its leases back now rather than at expiry. Only
             # a stop that was asked for refunds the attempt; a crash may be the URL's doing.
             frontier.release_leases_of([run_id], refund_attempt=state == "interrupted")

@@ -35,6 +35,7 @@ from crawler.store.models import (
     Crawl,
     Fetch,
     FrontierEntry,
+    Host,
     Page,
     PageLink,
     Robots,
@@ -52,6 +53,7 @@ fetches_t = Fetch.__table__
 pages_t = Page.__table__
 links_t = PageLink.__table__
 robots_t = Robots.__table__
+hosts_t = Host.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,7 @@ class Frontier:
         self.local_not_before: dict[str, float] = {}  # from results not yet stored
         self._pending_hosts: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
+        self._others_idle_until = 0.0
         self._rng = random.Random()
 
     # -- leasing -------------------------------------------------------------------------
@@ -229,7 +232,9 @@ class Frontier:
             book = HostBook(self, conn, now)
             passed_over: set[str] = set()
             fresh = 0
-            for _ in range(LEASE_ROUNDS):
+            for round_ in range(LEASE_ROUNDS):
+                if round_ and now < self._others_idle_until:
+                    break  # looked a moment ago: only hosts that must wait have work
                 want = max(4 * n, 64)
                 expired_elsewhere = and_(f.lease_expires_at < now, f.lease_owner != self.run_id)
                 rows = [
@@ -256,6 +261,10 @@ class Frontier:
                     fresh += row.attempts == 0
                     book.take(row)
                     tasks.append(self._lease_row(conn, row, now))
+                if round_ and not rows:
+                    # Finding that out read past every URL of the hosts passed over: do not
+                    # read it again on each lease, only once a second.
+                    self._others_idle_until = now + 1.0
                 if len(tasks) >= n or len(rows) < want:
                     break
             book.save()
@@ -352,7 +361,10 @@ class Frontier:
         f = frontier_t.c
         leased = conn.execute(
             select(func.count()).where(
-                f.crawl_id == self.crawl_id, f.host == host, f.state == LEASED
+                f.crawl_id == self.crawl_id,
+                f.host == host,
+                f.state == LEASED,
+                f.lease_expires_at >= time.time(),  # a dead run's lapsed lease holds nothing
             )
         ).scalar_one()
         return leased - self._pending_hosts[host]
@@ -408,6 +420,8 @@ class Frontier:
         self._pending.append(result)
         self._pending_hosts[host_of(result.task.url)] += 1
         self.note(result)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
 
     def note(self, result: FetchResult) -> None:
         """Learn at once what a finished fetch says about its host (its delay, its failures),
@@ -417,6 +431,11 @@ class Frontier:
         if delay:  # the host is free once this request ended, and its delay has passed
             ended = result.started_at + result.timings.total
             self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), ended + delay)
+        if result.retry_after is not None and result.status in (429, 503):
+            wait = min(result.retry_after, self.retry.max_retry_after_s)
+            self.local_not_before[host] = max(
+                self.local_not_before.get(host, 0.0), time.time() + wait
+            )
         self._count_failure(host, result)
 
     def _count_failure(self, host: str, result: FetchResult) -> None:
@@ -430,8 +449,6 @@ class Frontier:
             self._failures.pop(host)
             pause = time.time() + self.breaker.cooldown_s
             self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), pause)
-        if len(self._pending) >= self.batch_size:
-            self.flush()
 
     def flush_due(self) -> None:
         if self._pending and perf_counter() - self._oldest_pending >= self.batch_seconds:
@@ -670,6 +687,18 @@ class Frontier:
                         .where(crawls_t.c.id == self.crawl_id)
                         .values(urls_started=crawls_t.c.urls_started - first_tries)
                     )
+                    per_host = conn.execute(
+                        select(f.host, func.count())
+                        .where(released, f.attempts == 1)
+                        .group_by(f.host)
+                        .order_by(f.host)
+                    ).all()
+                    for host, count in per_host:
+                        conn.execute(
+                            update(hosts_t)
+                            .where(hosts_t.c.crawl_id == self.crawl_id, hosts_t.c.host == host)
+                            .values(urls_started=hosts_t.c.urls_started - count)
+                        )
             # robots.txt fetches they had claimed are free to be taken at once, too
             conn.execute(
                 update(robots_t)

@@ -58,10 +58,13 @@ def ensure_hosts(conn: Connection, crawl_id: int, hosts: list[str]) -> None:
     )
 
 
-def _load(conn: Connection, crawl_id: int, host: str, *, for_update: bool = False):
+def _load(conn: Connection, crawl_id: int, host: str, *, lock: str | None = None):
+    """A host's row; with lock="wait" or "skip", locked until the transaction ends (on
+    PostgreSQL; SQLite's writers take turns anyway). "skip" returns None for a row another
+    run holds."""
     query = select(hosts_t).where(hosts_t.c.crawl_id == crawl_id, hosts_t.c.host == host)
-    if for_update:
-        query = query.with_for_update()
+    if lock:
+        query = query.with_for_update(skip_locked=lock == "skip")
     return conn.execute(query).first()
 
 
@@ -86,16 +89,22 @@ class HostBook:
     def _state(self, host: str) -> _HostNow:
         state = self._hosts.get(host)
         if state is None:
-            row = _load(self.conn, self.frontier.crawl_id, host)
+            # The host's row is held until this lease commits, so that two runs cannot both
+            # admit it against the same count; a host another run is leasing just now waits.
+            ensure_hosts(self.conn, self.frontier.crawl_id, [host])
+            row = _load(self.conn, self.frontier.crawl_id, host, lock="skip")
+            if row is None:
+                state = self._hosts[host] = _HostNow(None, 0, float("inf"), 0)
+                return state
             state = self._hosts[host] = _HostNow(
                 level=self.frontier.host_level(self.conn, host),
                 leased=self.frontier.leased_on(self.conn, host),
                 not_before=max(
-                    row.next_fetch_at if row else 0.0,
-                    row.breaker_until if row else 0.0,
+                    row.next_fetch_at,
+                    row.breaker_until,
                     self.frontier.local_not_before.get(host, 0.0),
                 ),
-                urls_started=row.urls_started if row else 0,
+                urls_started=row.urls_started,
             )
         return state
 
@@ -157,7 +166,7 @@ def learn_from(frontier: Frontier, conn: Connection, results: list[FetchResult])
     now = time.time()
     breaker = frontier.breaker
     for host in sorted(by_host):
-        row = _load(conn, frontier.crawl_id, host, for_update=True)
+        row = _load(conn, frontier.crawl_id, host, lock="wait")
         next_fetch_at, failures = row.next_fetch_at, row.failures
         breaker_until, trips = row.breaker_until, row.breaker_trips
         delay = frontier.host_delays.get(host, 0.0)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crawler.fetch.document import Document, fetch_document
 from crawler.fetch.errors import ErrorKind
 from crawler.fetch.sync import make_session
+from crawler.fetch.watchdog import WATCHDOG
 from crawler.model import FetchPolicy
 from crawler.retry import RetryPolicy
 from crawler.robots import MAX_ROBOTS_BYTES, RobotsRules
@@ -35,6 +36,8 @@ from crawler.urls import Scope, resolve_link
 robots_t = Robots.__table__
 REFRESH_S = 24 * 3600.0
 FETCHERS = 4
+SITEMAP_CHUNK = 1000
+ROBOTS_BACKOFF_FACTOR = 10  # a robots.txt failure is retried 10x slower than a page
 
 
 class _Unavailable:
@@ -68,12 +71,22 @@ class RobotsKeeper:
         self._asked: set[str] = set()  # origins this run is fetching
         self._sitemaps_read: set[str] = set()
         self._found: queue.SimpleQueue = queue.SimpleQueue()
+        # Sitemap URLs come in chunks through a bounded queue: a huge sitemap waits for the
+        # coordinator instead of filling memory, and one walk never starves robots fetches.
+        self._sitemap_urls: queue.Queue[list[str] | BaseException] = queue.Queue(maxsize=8)
         self._pool = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="robots")
+        self._sitemap_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitemaps")
+        self._stopping = threading.Event()
         self._local = threading.local()
         self._rng = random.Random()
 
     def close(self) -> None:
+        """Stop at once: queued fetches are dropped, and one under way has its socket shut
+        (the frontends are done with the watchdog by now), so Ctrl-C is not held up."""
+        self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._sitemap_pool.shutdown(wait=False, cancel_futures=True)
+        WATCHDOG.abort_all()
 
     # -- asked by the frontier while leasing -----------------------------------------------
 
@@ -173,15 +186,20 @@ class RobotsKeeper:
         document = fetch_document(
             self._session(), f"{origin}/robots.txt", self.policy, max_bytes=MAX_ROBOTS_BYTES
         )
-        self._found.put(("robots", origin, document))
+        self._found.put((origin, document))
 
     def _fetch_sitemaps(self, origin: str, listed: tuple[str, ...]) -> None:
-        """Walk the origin's sitemaps (indexes included, at most MAX_SITEMAPS files), keeping
-        the page URLs in scope."""
-        todo = [u for u in (resolve_link(s, origin + "/") for s in listed) if u in self.scope]
+        try:
+            self._walk_sitemaps(origin, listed)
+        except BaseException as exc:  # a bug: settle() raises it on the coordinator
+            self._sitemap_urls.put(exc)
+
+    def _walk_sitemaps(self, origin: str, listed: tuple[str, ...]) -> None:
+        """Walk the origin's sitemaps (indexes included, at most MAX_SITEMAPS files), passing
+        on the page URLs in scope a chunk at a time."""
+        todo = [u for u in (resolve_link(s, origin + "/") for s in listed) if u and u in self.scope]
         seen: set[str] = set()
-        pages: list[str] = []
-        while todo and len(seen) < MAX_SITEMAPS:
+        while todo and len(seen) < MAX_SITEMAPS and not self._stopping.is_set():
             url = todo.pop(0)
             if url in seen:
                 continue
@@ -195,31 +213,45 @@ class RobotsKeeper:
                 sitemap = parse_sitemap(document.body)
             except SitemapError:
                 continue
-            for loc in sitemap.pages:
-                page = resolve_link(loc, url)
-                if page is not None and page in self.scope:
-                    pages.append(page)
+            pages = [resolve_link(loc, url) for loc in sitemap.pages]
+            in_scope = [page for page in pages if page and page in self.scope]
+            for start in range(0, len(in_scope), SITEMAP_CHUNK):
+                self._hand_over(in_scope[start : start + SITEMAP_CHUNK])
             for loc in sitemap.sitemaps:
                 child = resolve_link(loc, url)
-                if child is not None and child in self.scope:
+                if child and child in self.scope:
                     todo.append(child)
-        self._found.put(("sitemap", origin, pages))
+
+    def _hand_over(self, urls: list[str]) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._sitemap_urls.put(urls, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     # -- back on the coordinator --------------------------------------------------------------
 
     def settle(self, conn: Connection, now: float) -> list[str]:
-        """Store what the fetch threads found; returns page URLs read from sitemaps."""
-        pages: list[str] = []
+        """Store what the robots fetches found; returns a chunk or two of page URLs read from
+        sitemaps (the rest wait in the bounded queue for the next lease)."""
         while True:
             try:
-                what, origin, found = self._found.get_nowait()
+                origin, document = self._found.get_nowait()
             except queue.Empty:
-                return pages
-            if what == "sitemap":
-                pages.extend(found)
-            else:
-                self._asked.discard(origin)
-                self._store(conn, origin, found, now)
+                break
+            self._asked.discard(origin)
+            self._store(conn, origin, document, now)
+        pages: list[str] = []
+        for _ in range(2):
+            try:
+                chunk = self._sitemap_urls.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(chunk, BaseException):
+                raise chunk
+            pages.extend(chunk)
+        return pages
 
     def _store(self, conn: Connection, origin: str, document: Document, now: float) -> None:
         row = conn.execute(
@@ -241,12 +273,14 @@ class RobotsKeeper:
             values["expires_at"] = now + REFRESH_S
         else:
             attempts += 1
-            gave_up = attempts >= self.retry.max_attempts
-            values |= {
-                "verdict": "unavailable" if gave_up else "disallow_all",
-                "attempts": attempts,
-                "expires_at": now + self.retry.delay(attempts, None, self._rng),
-            }
+            backoff = ROBOTS_BACKOFF_FACTOR * self.retry.delay(attempts, None, self._rng)
+            values |= {"attempts": attempts, "expires_at": now + backoff}
+            if row is not None and row.verdict in ("rules", "allow_all"):
+                values["verdict"] = row.verdict  # a failed refresh: the copy we have holds
+            elif attempts >= self.retry.max_attempts:
+                values["verdict"] = "unavailable"
+            else:
+                values["verdict"] = "disallow_all"
         conn.execute(
             update(robots_t)
             .where(robots_t.c.crawl_id == self.crawl_id, robots_t.c.origin == origin)
@@ -257,4 +291,4 @@ class RobotsKeeper:
             self._sitemaps_read.add(origin)
             listed = RobotsRules.parse(values["body"], self.policy.user_agent).sitemaps
             if listed:
-                self._pool.submit(self._fetch_sitemaps, origin, tuple(listed))
+                self._sitemap_pool.submit(self._fetch_sitemaps, origin, tuple(listed))

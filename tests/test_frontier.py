@@ -345,3 +345,24 @@ def test_property_no_url_is_ever_leased_twice_at_once(tmp_path_factory, steps):
             )
         assert len(leased) == len(set(leased))
     engine.dispose()
+
+
+def test_a_lapsed_lease_does_not_hold_a_host_slot(setup):
+    """A run that died on another machine leaves a lease that lapses; its host slot is free
+    again, so the URL is taken over instead of the host waiting forever."""
+    _engine, make = setup
+    dead = make(0, lease_seconds=0.05, politeness=Politeness(per_host_concurrency=1))
+    alive = make(1, politeness=Politeness(per_host_concurrency=1))
+    [seed] = dead.lease(1)
+    time.sleep(0.1)
+    assert [task.url for task in alive.lease(5)] == [seed.url]
+
+
+def test_results_are_stored_as_soon_as_a_batch_is_full(setup):
+    _engine, make = setup
+    frontier = make(batch_size=5, batch_seconds=3600)
+    [seed] = frontier.lease(1)
+    frontier.complete([page_result(seed, [f"{SEED}{i}" for i in range(10)])])
+    for task in frontier.lease(10)[:5]:
+        frontier.add(page_result(task, []))
+    assert frontier.pending == 0 and frontier.progress.batches == 2
