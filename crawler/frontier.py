@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from crawler.robots_cache import RobotsKeeper
 
 LEASE_ROUNDS = 4  # candidate reads per lease, each passing over the hosts that must wait
+LEVEL_TTL_S = 0.2
 
 frontier_t = FrontierEntry.__table__
 crawls_t = Crawl.__table__
@@ -105,6 +106,9 @@ class _RecentKeys:
             return False
         self._depths.move_to_end(key)
         return known <= depth
+
+    def knows(self, key: str) -> bool:
+        return key in self._depths
 
     def add(self, key: str, depth: int) -> None:
         self._depths[key] = min(depth, self._depths.get(key, depth))
@@ -197,6 +201,8 @@ class Frontier:
         self._pending_hosts: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._others_idle_until = 0.0
+        self.known_hosts: set[str] = set()  # have a hosts row
+        self._levels: dict[str, tuple[int | None, float]] = {}
         self._rng = random.Random()
 
     # -- leasing -------------------------------------------------------------------------
@@ -355,6 +361,21 @@ class Frontier:
         known = [d for d in depths if d is not None]
         return min(known) if known else None
 
+    def cached_level(self, conn: Connection, host: str, now: float) -> int | None:
+        """host_level, read again after each batch this run stores, and at least every
+        LEVEL_TTL_S (for other runs' batches). A level only rises as a crawl goes (new links
+        are deeper, retries and redirects keep their depth), so a level read a moment ago is
+        never too deep: at worst a lease waits for the next reading. URLs from sitemaps are
+        the exception, at depth 1 whenever they arrive."""
+        cached = self._levels.get(host)
+        if cached is not None and now - cached[1] < LEVEL_TTL_S:
+            return cached[0]
+        level = self.host_level(conn, host)
+        self._levels[host] = (level, now)
+        if len(self._levels) > 10_000:
+            self._levels.clear()
+        return level
+
     def leased_on(self, conn: Connection, host: str) -> int:
         """Leases on `host` held by any run, less the ones this run has finished and not yet
         stored: those requests are over."""
@@ -468,6 +489,7 @@ class Frontier:
         """Store a batch in one transaction. A result whose lease token no longer matches (the
         lease expired and another run took the URL) is dropped: that run will store it."""
         started = perf_counter()
+        self._levels.clear()  # a stored batch may finish a level
         with self.engine.begin() as conn:
             now = time.time()
             accepted = [r for r in results if self._close_lease(conn, r, now)]
@@ -584,8 +606,12 @@ class Frontier:
                     not link.nofollow
                     and (max_depth is None or depth <= max_depth)
                     and link.url in self.scope
-                    and trap_reason(link.url) is None
                 )
+                key = url_key(link.url) if followed else ""
+                known = new_urls.get(key)
+                # A URL seen before passed the trap test then: only new ones are tested.
+                if followed and known is None and not self._recent.knows(key):
+                    followed = trap_reason(link.url) is None
                 link_rows.append(
                     {
                         "page_id": page_id,
@@ -598,8 +624,6 @@ class Frontier:
                     }
                 )
                 if followed:
-                    key = url_key(link.url)
-                    known = new_urls.get(key)
                     if known is not None and known["depth"] <= depth:
                         continue  # already in this batch, as shallow or shallower
                     if known is None and self._recent.known_at_or_above(key, depth):

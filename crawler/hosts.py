@@ -71,7 +71,7 @@ def _load(conn: Connection, crawl_id: int, host: str, *, lock: str | None = None
 @dataclass(slots=True)
 class _HostNow:
     level: int | None
-    leased: int
+    leased: int | None  # read only for a host with a cap
     not_before: float  # the later of the next allowed request and the breaker's reopening
     urls_started: int
     newly_started: int = 0
@@ -91,14 +91,17 @@ class HostBook:
         if state is None:
             # The host's row is held until this lease commits, so that two runs cannot both
             # admit it against the same count; a host another run is leasing just now waits.
-            ensure_hosts(self.conn, self.frontier.crawl_id, [host])
-            row = _load(self.conn, self.frontier.crawl_id, host, lock="skip")
+            frontier = self.frontier
+            if host not in frontier.known_hosts:
+                ensure_hosts(self.conn, frontier.crawl_id, [host])
+                frontier.known_hosts.add(host)
+            row = _load(self.conn, frontier.crawl_id, host, lock="skip")
             if row is None:
                 state = self._hosts[host] = _HostNow(None, 0, float("inf"), 0)
                 return state
             state = self._hosts[host] = _HostNow(
-                level=self.frontier.host_level(self.conn, host),
-                leased=self.frontier.leased_on(self.conn, host),
+                level=frontier.cached_level(self.conn, host, self.now),
+                leased=None,
                 not_before=max(
                     row.next_fetch_at,
                     row.breaker_until,
@@ -134,13 +137,17 @@ class HostBook:
         delay = frontier.politeness.delay_for(row.host, crawl_delay)
         frontier.host_delays[row.host] = delay
         cap = frontier.politeness.concurrency_for(row.host, delay)
-        if cap is not None and state.leased >= cap:
-            return WAIT
+        if cap is not None:
+            if state.leased is None:
+                state.leased = frontier.leased_on(self.conn, row.host)
+            if state.leased >= cap:
+                return WAIT
         return ADMIT
 
     def take(self, row) -> None:
         state = self._state(row.host)
-        state.leased += 1
+        if state.leased is not None:
+            state.leased += 1
         state.newly_started += row.attempts == 0
 
     def save(self) -> None:
@@ -162,7 +169,9 @@ def learn_from(frontier: Frontier, conn: Connection, results: list[FetchResult])
     by_host: dict[str, list[FetchResult]] = {}
     for result in results:
         by_host.setdefault(host_of(result.task.url), []).append(result)
-    ensure_hosts(conn, frontier.crawl_id, list(by_host))
+    new_hosts = [host for host in by_host if host not in frontier.known_hosts]
+    ensure_hosts(conn, frontier.crawl_id, new_hosts)
+    frontier.known_hosts.update(new_hosts)
     now = time.time()
     breaker = frontier.breaker
     for host in sorted(by_host):
@@ -186,6 +195,9 @@ def learn_from(frontier: Frontier, conn: Connection, results: list[FetchResult])
                 breaker_until = now + breaker.cooldown(trips)
                 if trips >= breaker.max_trips:
                     frontier.skip_host(conn, host, f"host failing: breaker opened {trips} times")
+        learned = (next_fetch_at, failures, breaker_until, trips)
+        if learned == (row.next_fetch_at, row.failures, row.breaker_until, row.breaker_trips):
+            continue
         conn.execute(
             update(hosts_t)
             .where(hosts_t.c.id == row.id)

@@ -115,12 +115,13 @@ def parse_page(url: str, body: bytes, headers: Mapping[str, str]) -> ParsedPage:
     """Links in document order, resolved against `<base href>` (or the page URL), with
     `rel=nofollow` and `<meta name=robots content=nofollow>` marked so the frontier skips them."""
     content_type = headers.get("content-type") or headers.get("Content-Type")
+    declared = _declared_encoding(body, content_type)
     soup = BeautifulSoup(
         body,
         "lxml",
         parse_only=_WANTED,
-        from_encoding=_declared_encoding(body, content_type),
-        exclude_encodings=_unusable_declarations(body),
+        from_encoding=declared,
+        exclude_encodings=[] if declared else _unusable_declarations(body),
     )
     base = url
     base_tag = soup.find("base", href=True)
