@@ -36,17 +36,23 @@ def _run(conn, crawl_id: int) -> int:
     ).scalar_one()
 
 
-@pytest.fixture
-def setup(any_db):
-    engine = make_engine(any_db)
+def new_crawl(db_url: str, urls: list[str], runs: int):
+    """A migrated database holding one crawl with `urls` queued at depth 0, and `runs` runs."""
+    engine = make_engine(db_url)
     migrate.upgrade(engine)
     with engine.begin() as conn:
         crawl_id = conn.execute(
             insert(Crawl.__table__).returning(Crawl.__table__.c.id),
             {"name": "t", "seeds": [SEED], "settings": {}, "state": "running", "urls_started": 0},
         ).scalar_one()
-        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, SEED, 0)])
-        runs = [_run(conn, crawl_id), _run(conn, crawl_id)]
+        insert_ignoring_duplicates(conn, [frontier_row(crawl_id, url, 0) for url in urls])
+        run_ids = [_run(conn, crawl_id) for _ in range(runs)]
+    return engine, crawl_id, run_ids
+
+
+@pytest.fixture
+def setup(any_db):
+    engine, crawl_id, runs = new_crawl(any_db, [SEED], runs=2)
 
     def make(run: int = 0, **kwargs) -> Frontier:
         limits = kwargs.pop("limits", Limits())
@@ -288,17 +294,8 @@ def test_a_host_that_must_wait_does_not_hold_up_another(setup):
 def test_property_no_url_is_ever_leased_twice_at_once(tmp_path_factory, steps):
     """Any interleaving of three runs leasing, completing and letting leases expire: the
     live leases never share a URL."""
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'f.db'}")
-    migrate.upgrade(engine)
-    with engine.begin() as conn:
-        crawl_id = conn.execute(
-            insert(Crawl.__table__).returning(Crawl.__table__.c.id),
-            {"name": "p", "seeds": [SEED], "settings": {}, "state": "running", "urls_started": 0},
-        ).scalar_one()
-        insert_ignoring_duplicates(
-            conn, [frontier_row(crawl_id, f"{SEED}{i}", 0) for i in range(30)]
-        )
-        runs = [_run(conn, crawl_id) for _ in range(3)]
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 'f.db'}"
+    engine, crawl_id, runs = new_crawl(db_url, [f"{SEED}{i}" for i in range(30)], runs=3)
     frontiers = [
         Frontier(
             engine,
