@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	.ci/ensure-postgres
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 3 -m "not serial"  # most tests wait on I/O: run 3 at once
-	$(BIN)/python -m pytest -q -m serial
+	$(BIN)/python -m pytest -q -n 3 -m "not serial" --hypothesis-profile=ci  # I/O-bound: 3 at once
+	$(BIN)/python -m pytest -q -m serial --hypothesis-profile=ci
 
 # Benchmarks print figures; they are not tests and stay out of `make test`.
 bench: $(STAMP)

@@ -55,10 +55,12 @@ _META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([-\w.:]+)", re.
 def _codec(label: str) -> str | None:
     """The Python codec a browser would use for a charset label; None if unknown."""
     try:
-        name = codecs.lookup(label.strip().strip("\"'").lower()).name
+        info = codecs.lookup(label.strip().strip("\"'").lower())
     except (LookupError, ValueError):  # ValueError: a NUL in the label
         return None
-    return _WHATWG_CODECS.get(name, name)
+    if not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13: not charsets
+        return None
+    return _WHATWG_CODECS.get(info.name, info.name)
 
 
 def header_charset(content_type: str | None) -> str | None:
@@ -121,7 +123,8 @@ def parse_page(url: str, body: bytes, headers: Mapping[str, str]) -> ParsedPage:
         "lxml",
         parse_only=_WANTED,
         from_encoding=declared,
-        exclude_encodings=[] if declared else _unusable_declarations(body),
+        # even with a declared charset: if it fails, BeautifulSoup falls back to its own scan
+        exclude_encodings=_unusable_declarations(body),
     )
     base = url
     base_tag = soup.find("base", href=True)

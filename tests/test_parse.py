@@ -97,3 +97,15 @@ def test_links_are_resolved_as_browsers_do_then_canonicalised():
     body = "<base href='/d/#frag'><a href='\u00a0x'>x</a><a href='%7e/y#z'>y</a>".encode()
     page = parse_page("http://h/", body, HTML)
     assert [link.url for link in page.links] == ["http://h/d/%C2%A0x", "http://h/d/~/y"]
+
+
+def test_a_bad_label_behind_a_failing_declared_charset_does_not_crash():
+    """Found by hypothesis: the declared charset (base64, a codec but no text encoding) fails,
+    BeautifulSoup falls back to its own prescan, which finds a control character."""
+    page = parse_page("http://h/", b'<meta charset="\x1f"><a><meta charset="base64">', {})
+    assert page.links == ()
+
+
+def test_a_codec_that_is_no_text_encoding_is_not_a_charset():
+    page = parse_page("http://h/", b'<meta charset="base64"><title>caf\xc3\xa9</title>', {})
+    assert page.charset != "base64_codec" and page.title == "café"
