@@ -129,6 +129,8 @@ class HostBook:
                 return "robots.txt unavailable"
             if not rules.allowed(row.url):
                 return "disallowed by robots.txt"
+            if frontier.robots.sitemaps_pending(origin_of(row.url)):
+                return WAIT
             crawl_delay = rules.crawl_delay
         per_host_max = frontier.limits.max_pages_per_host
         started = state.urls_started + state.newly_started

@@ -17,6 +17,7 @@ import random
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import Connection, select, update
@@ -50,6 +51,13 @@ class _Unavailable:
 UNAVAILABLE: Final = _Unavailable()
 
 
+@dataclass(frozen=True, slots=True)
+class _WalkDone:
+    """Sent after an origin's last sitemap chunk."""
+
+    origin: str
+
+
 class RobotsKeeper:
     def __init__(
         self,
@@ -70,10 +78,13 @@ class RobotsKeeper:
         self._rules: OrderedDict[str, tuple[RobotsRules | None, float]] = OrderedDict()
         self._asked: set[str] = set()  # origins this run is fetching
         self._sitemaps_read: set[str] = set()
+        self._walking: set[str] = set()  # origins whose sitemaps are not all handed over
         self._found: queue.SimpleQueue = queue.SimpleQueue()
         # Sitemap URLs come in chunks through a bounded queue: a huge sitemap waits for the
         # coordinator instead of filling memory, and one walk never starves robots fetches.
-        self._sitemap_urls: queue.Queue[list[str] | BaseException] = queue.Queue(maxsize=8)
+        self._sitemap_urls: queue.Queue[list[str] | _WalkDone | BaseException] = queue.Queue(
+            maxsize=8
+        )
         self._pool = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="robots")
         self._sitemap_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitemaps")
         self._stopping = threading.Event()
@@ -193,6 +204,7 @@ class RobotsKeeper:
             self._walk_sitemaps(origin, listed)
         except BaseException as exc:  # a bug: settle() raises it on the coordinator
             self._sitemap_urls.put(exc)
+        self._hand_over(_WalkDone(origin))
 
     def _walk_sitemaps(self, origin: str, listed: tuple[str, ...]) -> None:
         """Walk the origin's sitemaps (indexes included, at most MAX_SITEMAPS files), passing
@@ -222,7 +234,7 @@ class RobotsKeeper:
                 if child and child in self.scope:
                     todo.append(child)
 
-    def _hand_over(self, urls: list[str]) -> None:
+    def _hand_over(self, urls: list[str] | _WalkDone) -> None:
         while not self._stopping.is_set():
             try:
                 self._sitemap_urls.put(urls, timeout=0.2)
@@ -250,8 +262,17 @@ class RobotsKeeper:
                 break
             if isinstance(chunk, BaseException):
                 raise chunk
+            if isinstance(chunk, _WalkDone):
+                self._walking.discard(chunk.origin)
+                continue
             pages.extend(chunk)
         return pages
+
+    def sitemaps_pending(self, origin: str) -> bool:
+        """The origin's sitemaps are still being read: its URLs wait, so that the sitemap's
+        pages join the frontier before the crawl goes past the seeds (which pages fill a
+        --max-pages budget then does not depend on how fast the sitemaps came in)."""
+        return origin in self._walking
 
     def _store(self, conn: Connection, origin: str, document: Document, now: float) -> None:
         row = conn.execute(
@@ -291,4 +312,5 @@ class RobotsKeeper:
             self._sitemaps_read.add(origin)
             listed = RobotsRules.parse(values["body"], self.policy.user_agent).sitemaps
             if listed:
+                self._walking.add(origin)
                 self._sitemap_pool.submit(self._fetch_sitemaps, origin, tuple(listed))

@@ -237,3 +237,20 @@ def test_ctrl_c_while_robots_is_fetched_then_resume_asks_again_at_once(httpserve
     assert last_json(result.stdout)["pages"] == 2
     assert time.monotonic() - started < 15
     assert "/b" not in requested(httpserver)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_with_sitemaps_a_page_budget_picks_the_same_pages_on_every_frontend(
+    httpserver, db_url, backend
+):
+    """The sitemap's pages are in the frontier before the crawl goes past the seed, so which
+    depth-1 pages fill --max-pages does not depend on when the sitemap walk ended."""
+    sitemap_site(httpserver)
+    crawl(httpserver, db_url, *backend_flags(backend), "--sitemaps", "--max-pages", "3")
+    pages = sorted(u.split("/", 3)[3] for (u,) in query(db_url, "SELECT url FROM pages"))
+    keys = {
+        u.split("/", 3)[3]: k
+        for u, k in query(db_url, "SELECT url, url_key FROM frontier WHERE depth = 1")
+    }
+    first_two = sorted(sorted(k for k in keys if k != "blocked"), key=lambda p: keys[p])[:2]
+    assert pages == sorted(["", *first_two])
