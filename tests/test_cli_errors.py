@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 
-from tests.helpers import TreeSite, cli
+from tests.helpers import TreeSite, cli, sqlite_path
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +77,28 @@ def test_unresolvable_seed(db_url):
 
 
 @pytest.mark.parametrize(
-    "flag", [["--concurrency", "0"], ["--max-pages", "-1"], ["--timeout", "x"]]
+    "flag",
+    [
+        ["--concurrency", "0"],
+        ["--max-pages", "-1"],
+        ["--timeout", "x"],
+        ["--per-host-concurrency", "0"],
+        ["--per-host-delay", "-1"],
+        ["--per-host-delay", "nan"],
+        ["--max-pages-per-host", "x"],
+        ["--max-attempts", "0"],
+        ["--retry-backoff", "abc"],
+        ["--max-retry-after", "99999"],
+        ["--breaker-threshold", "-1"],
+        ["--breaker-cooldown", "inf"],
+        ["--max-body-bytes", "10"],
+    ],
 )
 def test_bad_numbers_are_usage_errors(site, db_url, flag):
     result = cli("crawl", site.url, *flag, "--db", db_url)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert flag[0] in result.stderr
+    assert not os.path.exists(sqlite_path(db_url))  # refused before anything is stored
 
 
 def test_resume_of_an_unknown_crawl(db_url):
