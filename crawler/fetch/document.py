@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from time import perf_counter
 
 import requests
-import urllib3
 
 from crawler.fetch import sync
 from crawler.fetch.body import Body, BodyDecodeError, BodyTooLarge
 from crawler.fetch.errors import ErrorKind
-from crawler.fetch.watchdog import WATCHDOG
 from crawler.model import FetchPolicy
 from crawler.urls import resolve_link
 
@@ -28,6 +26,7 @@ class Document:
     status: int | None
     body: bytes = b""
     truncated: bool = False
+    location: str | None = None  # of a 3xx hop
     error_kind: str | None = None
     error_message: str | None = None
 
@@ -46,7 +45,7 @@ def fetch_document(
         document = _get(session, url, policy, max_bytes)
         if document.status is None or not 300 <= document.status < 400:
             return document
-        target = resolve_link(document.error_message or "", url)
+        target = resolve_link(document.location or "", url)
         if target is None:
             return Document(
                 url,
@@ -64,59 +63,28 @@ def fetch_document(
 
 
 def _get(session: requests.Session, url: str, policy: FetchPolicy, max_bytes: int) -> Document:
-    """One hop. For a 3xx the Location travels in error_message (only _hop reads it)."""
-    started = perf_counter()
-    sync._current.connect_s = 0.0
-    sync._current.ticket = ticket = WATCHDOG.watch(policy.deadline)
-    try:
-        response = session.get(
-            url,
-            stream=True,
-            allow_redirects=False,
-            timeout=(policy.connect_timeout, policy.read_timeout),
-        )
-        with response:
-            if 300 <= response.status_code < 400:
-                return Document(
-                    url, response.status_code, error_message=response.headers.get("Location")
-                )
-            body = Body(response.headers.get("Content-Encoding"), max_bytes)
-            truncated = False
-            try:
-                while True:
-                    if perf_counter() - started > policy.deadline:
-                        raise TimeoutError
-                    chunk = response.raw.read1(sync.CHUNK, decode_content=False)
-                    if not chunk:
-                        body.finish()
-                        break
-                    body.feed(chunk)
-            except BodyTooLarge:
-                truncated = True  # read no further: the first max_bytes are what counts
-            if ticket.expired:
-                raise TimeoutError
-            return Document(url, response.status_code, body.so_far(), truncated)
-    except BodyDecodeError as exc:
-        return Document(url, None, error_kind=ErrorKind.DECODE.value, error_message=str(exc))
-    except TimeoutError:
-        return Document(
-            url,
-            None,
-            error_kind=ErrorKind.DEADLINE.value,
-            error_message=f"not complete after {policy.deadline:g} s",
-        )
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        kind = ErrorKind.DEADLINE if ticket.expired else sync._error_kind(exc)
-        return Document(
-            url, None, error_kind=kind.value, error_message=f"{type(exc).__name__}: {exc}"
-        )
-    except (UnicodeError, ValueError) as exc:
-        return Document(
-            url,
-            None,
-            error_kind=ErrorKind.BAD_REQUEST.value,
-            error_message=f"{type(exc).__name__}: {exc}",
-        )
-    finally:
-        WATCHDOG.done(ticket)
-        sync._current.ticket = None
+    """One hop, through the same exchange as a page fetch (sync.py)."""
+    deadline = perf_counter() + policy.deadline
+    with sync.watched(policy) as ticket:
+        try:
+            response = sync.get(session, url, policy)
+            with response:
+                if 300 <= response.status_code < 400:
+                    location = response.headers.get("Location")
+                    return Document(url, response.status_code, location=location)
+                body = Body(response.headers.get("Content-Encoding"), max_bytes)
+                truncated = False
+                try:
+                    sync.read_body(response, body, policy, deadline)
+                except BodyTooLarge:
+                    truncated = True  # read no further: the first max_bytes are what counts
+                if ticket.expired:
+                    raise sync.Deadline(f"not complete after {policy.deadline:g} s")
+                return Document(url, response.status_code, body.so_far(), truncated)
+        except sync.Deadline as exc:
+            kind, message = ErrorKind.DEADLINE, str(exc)
+        except BodyDecodeError as exc:
+            kind, message = ErrorKind.DECODE, str(exc)
+        except (*sync.TRANSPORT_ERRORS, UnicodeError, ValueError) as exc:
+            kind, message = sync.failure(exc, ticket, policy)
+    return Document(url, None, error_kind=kind.value, error_message=message)

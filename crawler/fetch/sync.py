@@ -13,6 +13,8 @@ import http.client
 import http.cookiejar
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import perf_counter
 
 import requests
@@ -27,7 +29,7 @@ from crawler.fetch.errors import ErrorKind
 from crawler.fetch.exchange import LIMIT_ERRORS, Exchange
 from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import request_headers
-from crawler.fetch.watchdog import WATCHDOG
+from crawler.fetch.watchdog import WATCHDOG, Ticket
 from crawler.model import FetchPolicy, FetchResult, FetchTask
 
 CHUNK = 64 * 1024
@@ -286,66 +288,90 @@ def _error_kind(exc: BaseException) -> ErrorKind:
     return ErrorKind.OTHER
 
 
-class _Deadline(Exception):
-    pass
+class Deadline(Exception):
+    """The exchange ran past the policy's total deadline."""
 
 
-def _read_body(response: requests.Response, policy: FetchPolicy, deadline: float) -> bytes:
-    """Read the raw body chunk by chunk into a Body, which decodes it under the byte cap: each
+# What a GET through requests may raise for the network's doing (not ours).
+TRANSPORT_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+@contextmanager
+def watched(policy: FetchPolicy) -> Iterator[Ticket]:
+    """This thread's exchange under the watchdog: its sockets are shut at the deadline."""
+    _current.connect_s = 0.0
+    _current.ticket = ticket = WATCHDOG.watch(policy.deadline)
+    try:
+        yield ticket
+    finally:
+        WATCHDOG.done(ticket)
+        _current.ticket = None
+
+
+def get(session: requests.Session, url: str, policy: FetchPolicy) -> requests.Response:
+    """A streamed GET that does not follow redirects, under the policy's timeouts."""
+    return session.get(
+        url,
+        stream=True,
+        allow_redirects=False,
+        timeout=(policy.connect_timeout, policy.read_timeout),
+    )
+
+
+def read_body(
+    response: requests.Response, body: Body, policy: FetchPolicy, deadline: float
+) -> bytes:
+    """Read the raw body chunk by chunk into a Body, which decodes it under its byte cap: each
     read waits at most read_timeout, and between reads we check the total deadline, so neither
     a trickle nor a bomb wins."""
-    body = Body(response.headers.get("Content-Encoding"), policy.max_body_bytes)
     raw = response.raw
     while True:
         if perf_counter() > deadline:
-            raise _Deadline(f"body not complete after {policy.deadline:g} s")
+            raise Deadline(f"body not complete after {policy.deadline:g} s")
         chunk = raw.read1(CHUNK, decode_content=False)
         if not chunk:
             return body.finish()
         body.feed(chunk)
 
 
+def failure(exc: BaseException, ticket: Ticket, policy: FetchPolicy) -> tuple[ErrorKind, str]:
+    """The error kind and message of an exception from TRANSPORT_ERRORS, or of a request
+    requests refused to send (UnicodeError, ValueError)."""
+    if isinstance(exc, UnicodeError | ValueError) and not isinstance(exc, TRANSPORT_ERRORS):
+        return ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}"
+    if ticket.expired:
+        return ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s"
+    forbidden = _cause(exc, guard.ForbiddenAddress)
+    return _error_kind(exc), str(forbidden) if forbidden else f"{type(exc).__name__}: {exc}"
+
+
 def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> FetchResult:
     """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
     exchange = Exchange(task, threading.current_thread().name)
     deadline = exchange.started + policy.deadline
-    _current.connect_s = 0.0
-    _current.ticket = ticket = WATCHDOG.watch(policy.deadline)
-    try:
-        response = session.get(
-            task.url,
-            stream=True,
-            allow_redirects=False,
-            timeout=(policy.connect_timeout, policy.read_timeout),
-        )
-        with response:
-            location = response.headers.get("Location")
-            raw_location = location.encode("latin-1") if location is not None else None
-            exchange.answered(
-                response.status_code, response.headers, _current.connect_s, raw_location
-            )
-            if exchange.wants_body:
-                download_started = perf_counter()
-                body = _read_body(response, policy, deadline)
-                if ticket.expired:  # the watchdog cut the socket: what we read is partial
-                    raise _Deadline(f"exchange not complete after {policy.deadline:g} s")
-                exchange.downloaded(body, perf_counter() - download_started)
-                exchange.parse_body(body, response.headers)
-    except _Deadline as exc:
-        exchange.fail(ErrorKind.DEADLINE, str(exc))
-    except LIMIT_ERRORS as exc:
-        exchange.hit_limit(exc)
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        if ticket.expired:
-            exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
-        else:
-            kind = _error_kind(exc)
-            forbidden = _cause(exc, guard.ForbiddenAddress)
-            message = str(forbidden) if forbidden else f"{type(exc).__name__}: {exc}"
-            exchange.fail(kind, message)
-    except (UnicodeError, ValueError) as exc:  # e.g. a header value requests refuses to send
-        exchange.fail(ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
-    finally:
-        WATCHDOG.done(ticket)
-        _current.ticket = None
+    with watched(policy) as ticket:
+        try:
+            response = get(session, task.url, policy)
+            with response:
+                location = response.headers.get("Location")
+                raw_location = location.encode("latin-1") if location is not None else None
+                exchange.answered(
+                    response.status_code, response.headers, _current.connect_s, raw_location
+                )
+                if exchange.wants_body:
+                    download_started = perf_counter()
+                    encoding = response.headers.get("Content-Encoding")
+                    body = read_body(
+                        response, Body(encoding, policy.max_body_bytes), policy, deadline
+                    )
+                    if ticket.expired:  # the watchdog cut the socket: what we read is partial
+                        raise Deadline(f"exchange not complete after {policy.deadline:g} s")
+                    exchange.downloaded(body, perf_counter() - download_started)
+                    exchange.parse_body(body, response.headers)
+        except Deadline as exc:
+            exchange.fail(ErrorKind.DEADLINE, str(exc))
+        except LIMIT_ERRORS as exc:
+            exchange.hit_limit(exc)
+        except (*TRANSPORT_ERRORS, UnicodeError, ValueError) as exc:
+            exchange.fail(*failure(exc, ticket, policy))
     return exchange.result()
