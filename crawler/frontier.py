@@ -24,7 +24,7 @@ from crawler.fetch.errors import ErrorKind
 from crawler.hosts import ADMIT, WAIT, HostBook, learn_from
 from crawler.model import FetchResult, FetchTask
 from crawler.politeness import Politeness
-from crawler.retry import BreakerPolicy, RetryPolicy, counts_against_host, is_transient
+from crawler.retry import BreakerPolicy, RetryPolicy, host_free_at, is_transient
 from crawler.store.engine import reading
 from crawler.store.models import (
     DONE,
@@ -439,37 +439,23 @@ class Frontier:
         if not self._pending:
             self._oldest_pending = perf_counter()
         self._pending.append(result)
-        self._pending_hosts[host_of(result.task.url)] += 1
-        self.note(result)
+        self._pending_hosts[self.note(result)] += 1
         if len(self._pending) >= self.batch_size:
             self.flush()
 
-    def note(self, result: FetchResult) -> None:
-        """Learn at once what a finished fetch says about its host (its delay, its failures),
-        before the batch holding it is stored."""
+    def note(self, result: FetchResult) -> str:
+        """Learn at once what a finished fetch says about its host (when it may be asked
+        again, its failures in a row), before the batch holding it is stored; learn_from
+        keeps the shared record. Returns the host."""
         host = host_of(result.task.url)
-        delay = self.host_delays.get(host, 0.0)
-        if delay:  # the host is free once this request ended, and its delay has passed
-            ended = result.started_at + result.timings.total
-            self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), ended + delay)
-        if result.retry_after is not None and result.status in (429, 503):
-            wait = min(result.retry_after, self.retry.max_retry_after_s)
-            self.local_not_before[host] = max(
-                self.local_not_before.get(host, 0.0), time.time() + wait
-            )
-        self._count_failure(host, result)
-
-    def _count_failure(self, host: str, result: FetchResult) -> None:
-        """This run's own count of a host's failures in a row, so that its breaker opens at
-        once, not only when the batch is stored (learn_from keeps the shared count)."""
-        if not counts_against_host(result):
-            self._failures.pop(host, None)
-            return
-        self._failures[host] += 1
-        if self.breaker.threshold and self._failures[host] >= self.breaker.threshold:
-            self._failures.pop(host)
-            pause = time.time() + self.breaker.cooldown_s
-            self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), pause)
+        now = time.time()
+        free_at = host_free_at(result, self.host_delays.get(host, 0.0), self.retry, now)
+        self._failures[host], opened = self.breaker.tally(self._failures[host], result)
+        if opened:
+            free_at = max(free_at, now + self.breaker.cooldown_s)
+        if free_at:
+            self.local_not_before[host] = max(self.local_not_before.get(host, 0.0), free_at)
+        return host
 
     def flush_due(self) -> None:
         if self._pending and perf_counter() - self._oldest_pending >= self.batch_seconds:

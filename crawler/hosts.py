@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crawler.model import FetchResult
-from crawler.retry import counts_against_host
+from crawler.retry import host_free_at
 from crawler.robots_cache import UNAVAILABLE
 from crawler.store.models import Host
 from crawler.urls import host_of, origin_of
@@ -122,14 +122,15 @@ class HostBook:
             return WAIT
         crawl_delay = None
         if frontier.robots is not None:
-            rules = frontier.robots.rules(self.conn, origin_of(row.url), self.now)
+            origin = origin_of(row.url)
+            rules = frontier.robots.rules(self.conn, origin, self.now)
             if rules is None:
                 return WAIT  # robots.txt is being fetched, or retried after a failure
             if rules is UNAVAILABLE:
                 return "robots.txt unavailable"
             if not rules.allowed(row.url):
                 return "disallowed by robots.txt"
-            if frontier.robots.sitemaps_pending(origin_of(row.url)):
+            if frontier.robots.sitemaps_pending(origin):
                 return WAIT
             crawl_delay = rules.crawl_delay
         per_host_max = frontier.limits.max_pages_per_host
@@ -182,18 +183,10 @@ def learn_from(frontier: Frontier, conn: Connection, results: list[FetchResult])
         breaker_until, trips = row.breaker_until, row.breaker_trips
         delay = frontier.host_delays.get(host, 0.0)
         for result in sorted(by_host[host], key=lambda r: r.started_at + r.timings.total):
-            ended = result.started_at + result.timings.total
-            if delay:
-                next_fetch_at = max(next_fetch_at, ended + delay)
-            if result.retry_after is not None and result.status in (429, 503):
-                wait = min(result.retry_after, frontier.retry.max_retry_after_s)
-                next_fetch_at = max(next_fetch_at, now + wait)
-            if not counts_against_host(result):
-                failures = 0
-                continue
-            failures += 1
-            if breaker.threshold and failures >= breaker.threshold:
-                trips, failures = trips + 1, 0
+            next_fetch_at = max(next_fetch_at, host_free_at(result, delay, frontier.retry, now))
+            failures, opened = breaker.tally(failures, result)
+            if opened:
+                trips += 1
                 breaker_until = now + breaker.cooldown(trips)
                 if trips >= breaker.max_trips:
                     frontier.skip_host(conn, host, f"host failing: breaker opened {trips} times")

@@ -67,3 +67,22 @@ class BreakerPolicy:
 
     def cooldown(self, trips: int) -> float:
         return self.cooldown_s * 2 ** max(0, trips - 1)
+
+    def tally(self, failures: int, result: FetchResult) -> tuple[int, bool]:
+        """A host's failures in a row after `result`, and whether they open its breaker (the
+        count then starts again)."""
+        if not counts_against_host(result):
+            return 0, False
+        failures += 1
+        if self.threshold and failures >= self.threshold:
+            return 0, True
+        return failures, False
+
+
+def host_free_at(result: FetchResult, delay: float, retry: RetryPolicy, now: float) -> float:
+    """The earliest moment `result` allows its host to be asked again: `delay` after the
+    request ended, and a 429's or 503's Retry-After (up to the ceiling). 0.0: at once."""
+    free_at = result.started_at + result.timings.total + delay if delay else 0.0
+    if result.retry_after is not None and result.status in (429, 503):
+        free_at = max(free_at, now + min(result.retry_after, retry.max_retry_after_s))
+    return free_at
