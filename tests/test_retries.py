@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 from werkzeug import Response
@@ -32,15 +33,17 @@ def state_of(db_url: str, path: str) -> str:
     return query(db_url, "SELECT state FROM frontier WHERE url LIKE ?", f"%{path}")[0][0]
 
 
-def flaky(failures: int, status: int = 503, headers: dict | None = None):
-    """A handler failing `failures` times with `status`, then answering a page."""
+def flaky(failures: int, status: int = 503, headers: dict | Callable[[], dict] | None = None):
+    """A handler failing `failures` times with `status`, then answering a page. `headers` may
+    be a function, called when the answer is sent (for a date written then, as servers do)."""
     calls = {"n": 0, "at": []}
 
     def handler(request):
         calls["n"] += 1
         calls["at"].append(time.monotonic())
         if calls["n"] <= failures:
-            return Response("busy", status=status, headers=headers or {})
+            sent = headers() if callable(headers) else headers or {}
+            return Response("busy", status=status, headers=sent)
         return Response("<title>ok</title>", content_type="text/html")
 
     return handler, calls
@@ -112,16 +115,9 @@ def test_retry_after_seconds_is_honoured(httpserver, db_url, backend):
 def test_retry_after_as_an_http_date_is_honoured(httpserver, db_url):
     from email.utils import formatdate
 
-    calls = {"n": 0, "at": []}
-
-    def handler(request):  # the date is written when the answer is sent, as a server does
-        calls["n"] += 1
-        calls["at"].append(time.monotonic())
-        if calls["n"] == 1:
-            when = formatdate(time.time() + 3, usegmt=True)
-            return Response("busy", status=503, headers={"Retry-After": when})
-        return Response("<title>ok</title>", content_type="text/html")
-
+    handler, calls = flaky(
+        1, 503, lambda: {"Retry-After": formatdate(time.time() + 3, usegmt=True)}
+    )
     httpserver.expect_request("/").respond_with_handler(handler)
     crawl(httpserver.url_for("/"), db_url, *FAST)
     assert calls["n"] == 2
