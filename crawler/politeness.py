@@ -7,6 +7,7 @@ given by the user always wins; a robots.txt Crawl-delay raises the gap (up to a 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ NETWORK_CONCURRENCY = 8
 MAX_CRAWL_DELAY_S = 30.0
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every URL a lease admits
 def is_loopback_host(host: str) -> bool:
     """`host[:port]` names this machine: localhost, 127.0.0.0/8 or ::1."""
     try:
