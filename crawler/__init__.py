@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _API = {
     "CrawlSettings": "crawler.api",
     "CrawlerError": "crawler.api",
+    "DatabaseError": "crawler.api",
     "Interrupted": "crawler.api",
     "UsageError": "crawler.api",
     "crawl": "crawler.api",
@@ -27,6 +28,7 @@ __all__ = [
     "CrawlSettings",
     "CrawlSummary",
     "CrawlerError",
+    "DatabaseError",
     "Interrupted",
     "UsageError",
     "crawl",
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from crawler.api import (
         CrawlerError,
         CrawlSettings,
+        DatabaseError,
         Interrupted,
         UsageError,
         crawl,

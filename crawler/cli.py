@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
 from dataclasses import asdict
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -23,149 +22,144 @@ from rich.table import Table
 from rich.text import Text
 
 import crawler
-from crawler.frontends import BACKENDS
 from crawler.model import CrawlSummary
+from crawler.settings import CrawlSettings, Option, RunSettings, help_text, options
 
 if TYPE_CHECKING:
-    from crawler.frontier import Progress
+    from crawler.coordinator import Progress
 
 err = Console(stderr=True)
 # A table piped to a file or a test is not cut to 80 columns.
 out = Console() if Console().is_terminal else Console(width=120)
 
+DESCRIPTION = """\
+A web crawler built three ways: a thread pool with requests, a multiprocessing pool, and an
+aiohttp event loop, on one shared core (WHATWG URLs, robots.txt, politeness, retries, and a
+durable frontier in SQLite or PostgreSQL). Every page, link and per-request timing is stored,
+and every run records what it cost, so the three ways of waiting for I/O can be compared on
+identical work."""
 
-def _number(convert, what: str, ok, must: str):
-    """An argparse type: `convert` the text, then check it, with a message saying why not."""
+EPILOG = """\
+examples:
+  crawler fixtures serve --port 8000 &                 a local site to crawl
+  crawler crawl http://127.0.0.1:8000/ --name demo     crawl it (threads, 16 at once)
+  crawler crawl http://127.0.0.1:8000/ --backend asyncio --concurrency 64 --name demo2
+  crawler resume demo                                  continue an interrupted crawl
+  crawler crawls                                       what the database holds
+  crawler export demo --format csv > demo.csv          one record per fetched URL
 
-    def parse(text: str):
+--db defaults to $CRAWLER_DB, else sqlite:///crawl.db in the current folder.
+Exit codes: 0 done (page errors are data), 1 the crawler failed, 2 bad usage, 130 interrupted."""
+
+_WHAT = {int: "a whole number", float: "a number of seconds", str: "text"}
+
+
+def _argument_type(option: Option):
+    """An argparse type: the setting's own conversion, with a message naming what it wants;
+    the range is checked by CrawlSettings.checked, the same for every caller."""
+
+    def parse(text: str) -> Any:
         try:
-            value = convert(text)
+            return option.parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {must}")
-        return value
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {_WHAT.get(option.parse, 'valid')}"
+            ) from None
 
     return parse
 
 
-_positive_int = _number(int, "a whole number", lambda v: v >= 1, "at least 1")
-_non_negative_int = _number(int, "a whole number", lambda v: v >= 0, "0 or more")
-_seconds = _number(
-    float,
-    "a number of seconds",
-    lambda v: math.isfinite(v) and v > 0,
-    "a number of seconds more than 0",
-)
-_non_negative_seconds = _number(
-    float,
-    "a number of seconds",
-    lambda v: math.isfinite(v) and v >= 0,
-    "a number of seconds, 0 or more",
-)
+def _add_settings(parser: argparse.ArgumentParser, settings_class: type) -> None:
+    groups: dict[str, Any] = {
+        "crawl": parser,
+        "run": parser,
+        "politeness": parser.add_argument_group("politeness and retries"),
+    }
+    for name, default, option in options(settings_class):
+        group = groups[option.group]
+        flag = option.flag(name)
+        if option.parse is None:
+            group.add_argument(flag, action="store_true", help=help_text(default, option))
+        elif option.repeat:
+            group.add_argument(
+                flag.removesuffix("s"),
+                dest=name,
+                action="append",
+                type=_argument_type(option),
+                metavar=option.metavar,
+                help=help_text(default, option) + "; give it once per host",
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=name,
+                type=_argument_type(option),
+                metavar=option.metavar,
+                help=help_text(default, option),
+            )
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    from crawler.store.engine import DEFAULT_DB  # here, not at import: pool children import us
-
     parser.add_argument(
         "--db",
-        help=f"database URL (default: $CRAWLER_DB, else {DEFAULT_DB})",
+        metavar="URL",
+        help="database URL: sqlite:///FILE (?timeout=S: wait for another writer's lock) or "
+        "postgresql+psycopg://user:pass@host/dbname (default: $CRAWLER_DB, else "
+        "sqlite:///crawl.db)",
     )
 
 
-def _add_frontend(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="threads", help=f"one of {', '.join(BACKENDS)}")
-    parser.add_argument("--concurrency", type=_positive_int, default=16, metavar="N")
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    _add_settings(parser, RunSettings)
     parser.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crawler", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="crawler",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    crawl = commands.add_parser("crawl", help="crawl from seed URLs to completion")
-    crawl.add_argument("seeds", nargs="+", metavar="SEED")
-    _add_frontend(crawl)
-    crawl.add_argument("--max-pages", type=_positive_int, metavar="N")
-    crawl.add_argument("--max-depth", type=_non_negative_int, metavar="N")
-    crawl.add_argument("--allow-host", action="append", default=[], metavar="HOST")
-    crawl.add_argument("--timeout", type=_seconds, default=30.0, metavar="S")
-    crawl.add_argument("--user-agent", metavar="UA")
-    crawl.add_argument("--name", help="a unique name to resume the crawl by")
-    crawl.add_argument(
-        "--max-body-bytes",
-        type=_positive_int,
-        default=5 * 1024 * 1024,
-        metavar="N",
-        help="decoded bytes read of one page before it is refused (default 5 MiB)",
+    crawl = commands.add_parser(
+        "crawl",
+        help="crawl from seed URLs to completion",
+        description="Crawl from the seed URLs until nothing in scope is left (or a limit).",
     )
-    polite = crawl.add_argument_group("politeness and retries")
-    polite.add_argument(
-        "--ignore-robots", action="store_true", help="do not obey robots.txt (recorded)"
-    )
-    polite.add_argument(
-        "--sitemaps", action="store_true", help="also seed from robots.txt Sitemap: lines"
-    )
-    polite.add_argument(
-        "--per-host-concurrency",
-        type=_positive_int,
-        metavar="N",
-        help="most requests in flight to one host (default 8; no cap on loopback)",
-    )
-    polite.add_argument(
-        "--per-host-delay",
-        type=_non_negative_seconds,
-        metavar="S",
-        help="least seconds between requests to one host (default 0; Crawl-delay raises it)",
-    )
-    polite.add_argument("--max-pages-per-host", type=_positive_int, metavar="N")
-    polite.add_argument(
-        "--max-attempts", type=_positive_int, default=3, metavar="N", help="fetches per URL"
-    )
-    polite.add_argument(
-        "--retry-backoff",
-        type=_non_negative_seconds,
-        default=1.0,
-        metavar="S",
-        help="wait before the first retry, doubled after (default 1)",
-    )
-    polite.add_argument(
-        "--max-retry-after",
-        type=_non_negative_seconds,
-        default=120.0,
-        metavar="S",
-        help="ceiling on a server's Retry-After (default 120)",
-    )
-    polite.add_argument(
-        "--breaker-threshold",
-        type=_non_negative_int,
-        default=10,
-        metavar="N",
-        help="connection failures in a row that rest a host (0: never; default 10)",
-    )
-    polite.add_argument(
-        "--breaker-cooldown",
-        type=_non_negative_seconds,
-        default=30.0,
-        metavar="S",
-        help="how long a failing host rests, doubled each time (default 30)",
-    )
+    crawl.add_argument("seeds", nargs="+", metavar="SEED", help="http(s) URL to start from")
+    _add_run(crawl)
+    crawl.add_argument("--name", help="a unique name to resume the crawl by (default: made up)")
+    _add_settings(crawl, CrawlSettings)
     _add_db(crawl)
 
-    resume = commands.add_parser("resume", help="continue an interrupted crawl")
+    resume = commands.add_parser(
+        "resume",
+        help="continue an interrupted crawl",
+        description="Continue a crawl that was interrupted, with the settings it was started "
+        "with; leases of a run whose process is gone are taken back at once.",
+    )
     resume.add_argument("crawl", metavar="CRAWL", help="crawl id or name")
-    _add_frontend(resume)
+    _add_run(resume)
     _add_db(resume)
 
-    export = commands.add_parser("export", help="one record per fetched URL, to stdout")
+    export = commands.add_parser(
+        "export",
+        help="one record per fetched URL, to stdout",
+        description="One record per fetched URL (its last attempt). Read-only.",
+    )
     export.add_argument("crawl", metavar="CRAWL", help="crawl id or name")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     _add_db(export)
 
-    crawls = commands.add_parser("crawls", help="list the crawls in a database")
-    crawls.add_argument("--json", action="store_true")
+    crawls = commands.add_parser(
+        "crawls",
+        help="list the crawls in a database",
+        description="The crawls in a database with their counts. Read-only.",
+    )
+    crawls.add_argument("--json", action="store_true", help="one JSON line per crawl")
     _add_db(crawls)
 
     db = commands.add_parser("db", help="database maintenance")
@@ -243,40 +237,41 @@ def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
     )
 
 
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The crawl settings given on the command line; the rest keep their defaults."""
+    given = {}
+    for name, _default, option in options(CrawlSettings):
+        value = getattr(args, name)
+        if option.parse is None:
+            if value:
+                given[name] = True
+        elif value is not None:
+            given[name] = tuple(value) if option.repeat else value
+    return given
+
+
+def _given_run(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("backend", "concurrency")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "crawl":
         with ProgressLine(err.is_terminal and not args.json) as show:
             summary = crawler.crawl(
                 args.seeds,
-                backend=args.backend,
-                concurrency=args.concurrency,
+                **_given_run(args),
                 db=args.db,
                 name=args.name,
-                max_pages=args.max_pages,
-                max_depth=args.max_depth,
-                allow_hosts=args.allow_host,
-                timeout=args.timeout,
-                user_agent=args.user_agent,
-                ignore_robots=args.ignore_robots,
-                sitemaps=args.sitemaps,
-                per_host_concurrency=args.per_host_concurrency,
-                per_host_delay=args.per_host_delay,
-                max_pages_per_host=args.max_pages_per_host,
-                max_attempts=args.max_attempts,
-                retry_backoff=args.retry_backoff,
-                max_retry_after=args.max_retry_after,
-                breaker_threshold=args.breaker_threshold,
-                breaker_cooldown=args.breaker_cooldown,
-                max_body_bytes=args.max_body_bytes,
                 on_progress=show,
+                **_given_settings(args),
             )
         _print_summary(summary, args.json)
     elif args.command == "resume":
         with ProgressLine(err.is_terminal and not args.json) as show:
             summary = crawler.resume(
                 args.crawl,
-                backend=args.backend,
-                concurrency=args.concurrency,
+                **_given_run(args),
                 db=args.db,
                 on_progress=show,
             )
@@ -290,30 +285,11 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps(row))
         else:
             table = Table(title="crawls")
-            for column in (
-                "id",
-                "name",
-                "state",
-                "pages",
-                "fetches",
-                "errors",
-                "queued",
-                "skipped",
-                "created",
-            ):
+            columns = ("id", "name", "state", "pages", "fetches", "errors", "queued", "skipped")
+            for column in (*columns, "created"):
                 table.add_column(column)
             for r in rows:
-                table.add_row(
-                    str(r["id"]),
-                    r["name"],
-                    r["state"],
-                    str(r["pages"]),
-                    str(r["fetches"]),
-                    str(r["errors"]),
-                    str(r["queued"]),
-                    str(r["skipped"]),
-                    r["created_at"],
-                )
+                table.add_row(*(str(r[c]) for c in columns), r["created_at"])
             out.print(table)
     elif args.command == "db":
         print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")

@@ -18,7 +18,6 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,7 +27,8 @@ from crawler.fetch.errors import ErrorKind
 from crawler.fetch.sync import make_session
 from crawler.fetch.watchdog import WATCHDOG
 from crawler.model import FetchPolicy
-from crawler.retry import RetryPolicy
+from crawler.policy.admission import ROBOTS_PENDING, ROBOTS_UNAVAILABLE, RobotsVerdict
+from crawler.policy.retry import RetryPolicy
 from crawler.robots import MAX_ROBOTS_BYTES, RobotsRules
 from crawler.sitemaps import MAX_SITEMAP_BYTES, MAX_SITEMAPS, SitemapError, parse_sitemap
 from crawler.store.models import Robots
@@ -39,16 +39,6 @@ REFRESH_S = 24 * 3600.0
 FETCHERS = 4
 SITEMAP_CHUNK = 1000
 ROBOTS_BACKOFF_FACTOR = 10  # a robots.txt failure is retried 10x slower than a page
-
-
-class _Unavailable:
-    """The origin's robots.txt failed for good: skip its URLs, do not wait for them."""
-
-    def __repr__(self) -> str:
-        return "UNAVAILABLE"
-
-
-UNAVAILABLE: Final = _Unavailable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +65,7 @@ class RobotsKeeper:
         self.retry = retry
         self.scope = scope
         self.sitemaps = sitemaps
-        self._rules: OrderedDict[str, tuple[RobotsRules | None, float]] = OrderedDict()
+        self._rules: OrderedDict[str, tuple[RobotsVerdict, float]] = OrderedDict()
         self._asked: set[str] = set()  # origins this run is fetching
         self._sitemaps_read: set[str] = set()
         self._walking: set[str] = set()  # origins whose sitemaps are not all handed over
@@ -101,9 +91,9 @@ class RobotsKeeper:
 
     # -- asked by the frontier while leasing -----------------------------------------------
 
-    def rules(self, conn: Connection, origin: str, now: float) -> RobotsRules | _Unavailable | None:
-        """The origin's rules; None while they are being fetched (or retried); UNAVAILABLE
-        once its robots.txt failed for good."""
+    def verdict(self, conn: Connection, origin: str, now: float) -> RobotsVerdict:
+        """The origin's rules; ROBOTS_PENDING while they are being fetched (or retried);
+        ROBOTS_UNAVAILABLE once its robots.txt failed for good."""
         known = self._rules.get(origin)
         if known is not None and known[1] > now:
             self._rules.move_to_end(origin)
@@ -115,18 +105,18 @@ class RobotsKeeper:
         ).first()
         if row is None:
             self._claim_new(conn, origin, now)
-            return None
+            return ROBOTS_PENDING
         if row.verdict == "unavailable":
-            return self._remember(origin, UNAVAILABLE, float("inf"))
+            return self._remember(origin, ROBOTS_UNAVAILABLE, float("inf"))
         if row.verdict == "fetching":
             if (row.claim_expires_at or 0.0) < now:
                 self._claim(conn, row, now)
-            return None
+            return ROBOTS_PENDING
         due = row.expires_at <= now
         if due and (row.claim_expires_at or 0.0) < now:
             self._claim(conn, row, now)
         if row.verdict == "disallow_all":  # failed; asked again once the back-off is over
-            return self._remember(origin, None, now + 1.0 if due else row.expires_at)
+            return self._remember(origin, ROBOTS_PENDING, now + 1.0 if due else row.expires_at)
         rules = (
             RobotsRules.parse(row.body or "", self.policy.user_agent)
             if row.verdict == "rules"
@@ -243,6 +233,11 @@ class RobotsKeeper:
                 continue
 
     # -- back on the coordinator --------------------------------------------------------------
+
+    @property
+    def unsettled(self) -> bool:
+        """Fetches have answered, or sitemap URLs are waiting: settle() has work."""
+        return not self._found.empty() or not self._sitemap_urls.empty()
 
     def settle(self, conn: Connection, now: float) -> list[str]:
         """Store what the robots fetches found; returns a chunk or two of page URLs read from

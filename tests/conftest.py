@@ -56,6 +56,15 @@ def postgres_server():
 
 
 @pytest.fixture
+def own_postgres():
+    """A PostgreSQL cluster of the test's own, which it may restart."""
+    from tests.postgres import own_cluster
+
+    with own_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
 def pg_url(postgres_server, request):
     from tests.postgres import fresh_database
 

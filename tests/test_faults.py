@@ -600,7 +600,7 @@ def test_truncated_gzip(server: Server, name: str) -> None:
 
 
 def test_default_bomb_dir_is_the_shared_conformance_folder() -> None:
-    assert BOMBS.resolve() == DEFAULT_BOMB_DIR
+    assert BOMBS.resolve() == DEFAULT_BOMB_DIR.resolve()  # ../shared may be a symbolic link
 
 
 def test_missing_bomb_file_is_a_404_naming_it(tmp_path: Path) -> None:

@@ -3,14 +3,16 @@ against real servers on loopback."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 
 import pytest
 from werkzeug import Response
 
-from tests.helpers import BACKENDS, backend_flags, cli, last_json, query
+from tests.helpers import BACKENDS, backend_flags, cli, last_json, query, start_crawler
 
 FAST = ["--retry-backoff", "0.05"]
 
@@ -162,3 +164,43 @@ def test_a_dead_host_opens_the_breaker_and_its_urls_are_skipped(httpserver, db_u
     assert dead < 100  # not 200 URLs x 3 attempts: the breaker stopped asking
     assert skipped[0] > 100 and skipped[1].startswith("host failing")
     assert summary["state"] == "finished"
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_url_waiting_out_a_long_back_off_does_not_hold_back_its_host(httpserver, db_url, backend):
+    """/slow answers 500 with Retry-After: 60, so it waits a minute for its retry; the host's
+    other URLs, two and three levels deeper than /slow, are all stored long before that."""
+    chain = {"/": ["/slow", "/a"], "/a": ["/a/b"], "/a/b": ["/a/b/c"], "/a/b/c": ["/a/b/c/d"]}
+    for path, links in chain.items():
+        body = "".join(f'<a href="{link}">{link}</a>' for link in links)
+        httpserver.expect_request(path).respond_with_data(body, content_type="text/html")
+    httpserver.expect_request("/a/b/c/d").respond_with_data(
+        "<title>d</title>", content_type="text/html"
+    )
+    httpserver.expect_request("/slow").respond_with_data(
+        "busy", status=500, headers={"Retry-After": "60"}
+    )
+    started = time.monotonic()
+    run = start_crawler("crawl", httpserver.url_for("/"), *backend_flags(backend), "--db", db_url)
+    try:
+        deadline = started + 30
+        while not _stored(db_url, "/a/b/c/d"):
+            assert time.monotonic() < deadline, "the deeper levels waited for /slow"
+            time.sleep(0.05)
+        waited = time.monotonic() - started
+        assert state_of(db_url, "/slow") == "retry"
+        depths = dict(query(db_url, "SELECT url, depth FROM frontier"))
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=30)
+    assert waited < 30  # long before /slow's minute is up
+    assert depths[httpserver.url_for("/slow")] == 1
+    assert depths[httpserver.url_for("/a/b/c")] == 3 and depths[httpserver.url_for("/a/b/c/d")] == 4
+
+
+def _stored(db_url: str, path: str) -> bool:
+    try:
+        return bool(query(db_url, "SELECT 1 FROM pages WHERE url LIKE ?", f"%{path}"))
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return False

@@ -59,13 +59,18 @@ def test_sqlite_is_opened_with_wal_foreign_keys_and_busy_timeout(db_url):
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
 
 
-def test_every_command_upgrades_a_fresh_sqlite_file(tmp_path):
+def test_a_command_that_writes_creates_and_upgrades_a_fresh_sqlite_file(tmp_path):
     from tests.helpers import cli
 
     db = f"sqlite:///{tmp_path / 'fresh.db'}"
-    result = cli("crawls", "--db", db)
+    result = cli("db", "upgrade", "--db", db)
     assert result.returncode == 0, result.stderr
     assert set(inspect(make_engine(db)).get_table_names()) == TABLES
+
+
+def test_the_head_revision_is_the_newest_migration():
+    versions = sorted((ROOT / "alembic" / "versions").glob("[0-9]*.py"))
+    assert migrate.head_revision() == versions[-1].name.split("_", 1)[0]
 
 
 def test_db_upgrade_command_on_postgresql(pg_url):

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crawler.urls import (
     MAX_PATH_SEGMENTS,
@@ -216,3 +218,28 @@ def test_repeated_segments_limit():
 def test_trap_reason_of_a_bad_url_raises():
     with pytest.raises(BadURL):
         trap_reason("not a url")
+
+
+@given(
+    st.sampled_from(["http", "https"]),
+    st.from_regex(r"[a-z0-9-]{1,12}(\.[a-z]{1,6}){0,2}", fullmatch=True),
+    st.one_of(st.none(), st.integers(1, 65535)),
+    st.from_regex(r"(/[a-z0-9%._~-]{0,8}){0,4}(\?[a-z=&]{0,8})?", fullmatch=True),
+)
+def test_property_reading_host_and_origin_from_the_text_agrees_with_the_parser(
+    scheme, host, port, path
+):
+    import ada_url
+
+    from crawler.urls import Scope, host_of, origin_of
+
+    url = canonicalize(f"{scheme}://{host}{'' if port is None else f':{port}'}{path}")
+    parsed = ada_url.URL(url)
+    assert host_of(url) == parsed.host
+    assert origin_of(url) == f"{parsed.protocol}//{parsed.host}"
+    scope = Scope.for_seeds(["http://seed.test/"], [host])
+    by_the_parser = (
+        f"{parsed.protocol}//{parsed.host}" in scope.origins
+        or parsed.hostname.lower().rstrip(".") in scope.allowed_hosts
+    )
+    assert (url in scope) == by_the_parser

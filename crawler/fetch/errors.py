@@ -22,4 +22,5 @@ class ErrorKind(StrEnum):
     ABANDONED = "abandoned"  # leased max_attempts times, never completed (its runs died)
     BAD_REQUEST = "bad_request"  # we could not even send it (e.g. a bad header value)
     FORBIDDEN_ADDRESS = "forbidden_address"  # the peer is not public and the policy says so
+    PARSE = "parse_error"  # the page arrived but parsing it raised (out of memory, a bug)
     OTHER = "other"

@@ -75,10 +75,15 @@ class Exchange:
         self.body_bytes = len(body)
 
     def parse_body(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Parse a 200 HTML page (not under the exchange's deadline: it is our own work)."""
+        """Parse a 200 HTML page (not under the exchange's deadline: it is our own work). A
+        parse that raises, even for want of memory, makes this page an error row, not the
+        end of the crawl."""
         if self.status == 200 and self.error_kind is None:
             parse_started = perf_counter()
-            self.page = parse_page(self.task.url, body, headers)
+            try:
+                self.page = parse_page(self.task.url, body, headers)
+            except Exception as exc:
+                self.fail(ErrorKind.PARSE, f"{type(exc).__name__}: {exc}")
             self.parse = perf_counter() - parse_started
 
     def hit_limit(self, exc: Exception) -> None:

@@ -1,18 +1,16 @@
-"""The fetch frontends: each owns its pool or event loop and nothing else.
+"""The fetch frontends: each says only how it waits for I/O (see crawler.coordinator.Frontend).
 
-Every frontend module has `run(frontier, policy, concurrency, on_progress) -> FrontendReport`.
+`load(backend)` gives a new frontend. A pool child imports this package: nothing here may pull
+in SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # a pool child imports this package: keep SQLAlchemy out of it
-    from crawler.frontier import Frontier, Progress
-    from crawler.model import FetchPolicy
+if TYPE_CHECKING:
+    from crawler.coordinator import Frontend
 
 BACKENDS = ("threads", "processes", "asyncio")
 _MODULES = {
@@ -21,37 +19,14 @@ _MODULES = {
     "asyncio": "crawler.frontends.aio",
 }
 
-ProgressCallback = Callable[["Progress"], None]
-
-
-@dataclass(frozen=True, slots=True)
-class FrontendReport:
-    """What only the frontend knows about its run."""
-
-    workers: int  # threads, processes or tasks
-    startup_s: float = 0.0
-    ipc_bytes: int = 0
-
-
-class Frontend(Protocol):
-    def run(
-        self,
-        frontier: Frontier,
-        policy: FetchPolicy,
-        concurrency: int,
-        on_progress: ProgressCallback | None = None,
-    ) -> FrontendReport: ...
-
 
 class BackendUnavailable(LookupError):
     pass
 
 
 def load(backend: str) -> Frontend:
-    if backend not in BACKENDS:
+    if backend not in _MODULES:
         raise BackendUnavailable(
             f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}"
         )
-    if backend not in _MODULES:
-        raise BackendUnavailable(f"backend {backend!r} is not available yet; use --backend threads")
-    return importlib.import_module(_MODULES[backend])  # type: ignore[return-value]
+    return importlib.import_module(_MODULES[backend]).Frontend()

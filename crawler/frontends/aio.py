@@ -2,129 +2,91 @@
 `aiohttp.ClientSession`, a queue, N worker tasks in a `TaskGroup`, `task_done()` in a
 `finally`, and a clean close of the session and the loop.
 
-One coordinator coroutine leases URLs into the queue and stores finished results in batches.
-The database calls run on one thread of their own, so the loop keeps serving sockets while a
-batch is written, and one thread is the only writer, even while Ctrl-C unwinds the loop.
+The event loop runs on a thread of its own; the coordinator, on the main thread, puts tasks
+on the loop's queue with `call_soon_threadsafe` and gets finished ones back through
+`deliver`. Nothing but the loop touches the queue, the session or the tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from concurrent.futures import ThreadPoolExecutor
-from time import perf_counter
+import threading
 
 from crawler.fetch.aio import fetch, make_session
-from crawler.frontends import FrontendReport, ProgressCallback
-from crawler.frontier import Frontier
-from crawler.model import FetchPolicy, FetchResult, FetchTask
+from crawler.model import FetchPolicy, FetchTask
 from crawler.runs import raise_open_file_limit
 
-IDLE_POLL_S = 0.2  # when other runs hold every lease, look again this often
+STOP_WAIT_S = 10.0
 
 
-def run(
-    frontier: Frontier,
-    policy: FetchPolicy,
-    concurrency: int,
-    on_progress: ProgressCallback | None = None,
-) -> FrontendReport:
-    raise_open_file_limit(concurrency + 256)  # a socket per task, plus the database
-    return asyncio.run(Crawler(frontier, policy, concurrency, on_progress).crawl())
+class Frontend:
+    ipc_bytes = 0
 
-
-class Crawler:
-    def __init__(
-        self,
-        frontier: Frontier,
-        policy: FetchPolicy,
-        concurrency: int,
-        on_progress: ProgressCallback | None,
-    ) -> None:
-        self.frontier = frontier
+    def start(self, policy: FetchPolicy, concurrency: int, deliver) -> None:
+        raise_open_file_limit(concurrency + 256)  # a socket per task, plus the database
         self.policy = policy
         self.concurrency = concurrency
-        self.on_progress = on_progress
-        self.queue: asyncio.Queue[FetchTask] = asyncio.Queue()
-        self.done: list[FetchResult] = []
-        self.outstanding = 0  # leased and not yet fetched
-        self.progressed = asyncio.Event()
-        self.last_store = perf_counter()
-        self.database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.deliver = deliver
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self.run_loop, name="asyncio", daemon=True)
+        self.thread.start()
+        self.ready.wait()
+        if self.failure is not None:
+            raise self.failure
 
-    async def crawl(self) -> FrontendReport:
-        started = perf_counter()
-        async with make_session(self.policy, self.concurrency) as self.session:
-            startup_s = perf_counter() - started
-            try:
-                async with asyncio.TaskGroup() as group:
-                    workers = [
-                        group.create_task(self.work(f"task-{n}")) for n in range(self.concurrency)
-                    ]
-                    try:
-                        await self.coordinate()
-                    finally:
-                        for worker in workers:
-                            worker.cancel()
-            finally:
-                # On completion, on a limit or on Ctrl-C: what finished is stored (after any
-                # batch the database thread is still writing); what was in flight was
-                # cancelled, and the run gives its leases back.
-                if self.done:
-                    self.database.submit(self.frontier.complete, self.done).result()
-                self.done = []
-                self.database.shutdown(wait=True)
-        return FrontendReport(workers=self.concurrency, startup_s=startup_s)
+    def submit(self, tasks: list[FetchTask]) -> None:
+        """Hand the tasks to the loop in one wake-up, and wait until it has taken them. The
+        loop gets to them only once it is through its current round of answers, so the
+        coordinator does not share the interpreter with a loop busy parsing a burst of pages
+        (as a coroutine on the loop it could not have run then either): the loop keeps its
+        connect timeouts."""
+        taken = threading.Event()
+        self.loop.call_soon_threadsafe(self.enqueue, tasks, taken)
+        while not taken.wait(1.0):
+            if not self.thread.is_alive():
+                raise RuntimeError("the asyncio event loop stopped") from self.failure
+
+    def enqueue(self, tasks: list[FetchTask], taken: threading.Event) -> None:
+        for task in tasks:
+            self.queue.put_nowait(task)
+        taken.set()
+
+    def stop(self) -> None:
+        """Cancel every worker (in-flight fetches are abandoned), close the session and the
+        loop."""
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stopping.set)
+            self.thread.join(STOP_WAIT_S)
+
+    def run_loop(self) -> None:
+        try:
+            asyncio.run(self.crawl())
+        except BaseException as exc:  # raised to the coordinator by start(), if still there
+            self.failure = exc
+        finally:
+            self.ready.set()
+
+    async def crawl(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[FetchTask] = asyncio.Queue()
+        self.stopping = asyncio.Event()
+        async with (
+            make_session(self.policy, self.concurrency) as self.session,
+            asyncio.TaskGroup() as group,
+        ):
+            workers = [group.create_task(self.work(f"task-{n}")) for n in range(self.concurrency)]
+            self.ready.set()
+            await self.stopping.wait()
+            for worker in workers:
+                worker.cancel()
 
     async def work(self, name: str) -> None:
         while True:
             task = await self.queue.get()
             try:
-                result = await fetch(self.session, task, self.policy, name)
-                self.frontier.note(result)
-                self.done.append(result)  # after the await: store() may swap the list meanwhile
+                self.deliver(task, await fetch(self.session, task, self.policy, name))
+            except Exception as exc:  # a bug: the coordinator stops the crawl with it
+                self.deliver(task, exc)
             finally:
-                self.outstanding -= 1
-                self.progressed.set()
                 self.queue.task_done()
-
-    async def coordinate(self) -> None:
-        """Keep the queue fed, store results in batches, and return when the crawl is done."""
-        while True:
-            if self.outstanding <= self.concurrency:
-                for task in await self.lease(2 * self.concurrency - self.outstanding):
-                    self.queue.put_nowait(task)
-                    self.outstanding += 1
-            if not self.outstanding:
-                await self.store()
-                if await self.on_database(self.frontier.finished):
-                    return
-                await asyncio.sleep(IDLE_POLL_S)
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.frontier.batch_seconds):
-                    await self.progressed.wait()
-            self.progressed.clear()
-            batch_due = perf_counter() - self.last_store >= self.frontier.batch_seconds
-            if len(self.done) >= self.frontier.batch_size or (self.done and batch_due):
-                await self.store()
-            if self.on_progress:
-                self.on_progress(self.frontier.progress)
-
-    async def lease(self, n: int) -> list[FetchTask]:
-        """Lease ahead of need; when nothing is leasable, store what finished first, since the
-        links it found may be the next work."""
-        tasks = await self.on_database(self.frontier.lease, n)
-        if not tasks and self.done:
-            await self.store()
-            tasks = await self.on_database(self.frontier.lease, n)
-        return tasks
-
-    async def store(self) -> None:
-        batch, self.done = self.done, []
-        self.last_store = perf_counter()
-        if batch:
-            await self.on_database(self.frontier.complete, batch)
-
-    async def on_database(self, call, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.database, call, *args)

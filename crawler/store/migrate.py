@@ -1,15 +1,23 @@
-"""Bringing any database to the newest schema with the project's Alembic migrations."""
+"""Bringing any database to the newest schema with the project's Alembic migrations, and
+checking a database a read-only command may not migrate."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
 
 from alembic import command
+from crawler.errors import DatabaseError
+from crawler.store.engine import where
+from crawler.store.failures import retrying
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+# Any fixed number: PostgreSQL advisory locks are keyed by one.
+MIGRATION_LOCK = 7_423_001
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -22,19 +30,23 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
-# Any fixed number: PostgreSQL advisory locks are keyed by one.
-MIGRATION_LOCK = 7_423_001
+@cache
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to `revision`; a no-op when the schema is already there. On PostgreSQL, workers
     starting together on a fresh database take turns (an advisory lock for the transaction)."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
+
+    def migrate(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+    retrying(engine, migrate)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -42,3 +54,32 @@ def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+def current_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def require_head(engine: Engine) -> None:
+    """For read-only commands, which never migrate: the schema must be this crawler's."""
+    current = retrying(engine, current_revision, read_only=True)
+    head = head_revision()
+    if current == head:
+        return
+    db = where(engine)
+    if current is None:
+        raise DatabaseError(
+            f"database {db} holds no crawler schema; run `crawler db upgrade --db ...` to "
+            "create one, or point --db at a crawler database"
+        )
+    if current < head:
+        raise DatabaseError(
+            f"database {db} has schema {current}, older than this crawler's {head}; run "
+            "`crawler db upgrade` with the same --db to bring it up to date"
+        )
+    raise DatabaseError(
+        f"database {db} has schema {current}, newer than this crawler's {head}; use the "
+        "crawler that wrote it, or a newer one"
+    )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -32,10 +33,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Frontier states. A URL is queued, leased to one run, then done (a response was stored) or
-# failed (no usable response after its attempts); skipped URLs are never fetched (robots.txt,
-# a host's page limit, a host that kept failing), and skip_reason says which.
-QUEUED, LEASED, DONE, FAILED, SKIPPED = "queued", "leased", "done", "failed", "skipped"
+# Frontier states. A URL is queued (ready), leased to one run, then done (a response was stored)
+# or failed (no usable response after its attempts); a transient failure with attempts left
+# waits in retry until next_attempt_at, then is queued again. Skipped URLs are never fetched
+# (robots.txt, a host's page limit, a host that kept failing), and skip_reason says which.
+QUEUED, LEASED, RETRY = "queued", "leased", "retry"
+DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+STATES = (QUEUED, LEASED, RETRY, DONE, FAILED, SKIPPED)
 
 
 def utcnow() -> datetime:
@@ -73,10 +77,25 @@ class FrontierEntry(Base):
     __tablename__ = "frontier"
     __table_args__ = (
         UniqueConstraint("crawl_id", "url_key"),
-        # lease(): by state, shallowest first, then key order; also min(depth) per state
-        Index("ix_frontier_lease", "crawl_id", "state", "depth", "url_key"),
-        # per-host politeness: a host's shallowest queued depth, its leases in flight
-        Index("ix_frontier_host", "crawl_id", "host", "state", "depth"),
+        # A lease takes one host's ready URLs shallowest first, then in key order; the host's
+        # shallowest leased depth is one seek too.
+        Index("ix_frontier_host", "crawl_id", "host", "state", "depth", "url_key"),
+        # Leases that lapsed (their run died) and retries that are due: each index holds only
+        # the rows in its state, so finding the due ones never reads the rest of the queue.
+        Index(
+            "ix_frontier_lapse",
+            "crawl_id",
+            "lease_expires_at",
+            sqlite_where=text("state = 'leased'"),
+            postgresql_where=text("state = 'leased'"),
+        ),
+        Index(
+            "ix_frontier_retry",
+            "crawl_id",
+            "next_attempt_at",
+            sqlite_where=text("state = 'retry'"),
+            postgresql_where=text("state = 'retry'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -86,12 +105,12 @@ class FrontierEntry(Base):
     host: Mapped[str] = mapped_column(String(300), doc="host[:port], the unit of politeness")
     depth: Mapped[int] = mapped_column(Integer, doc="links from a seed; redirects keep it")
     redirect_hops: Mapped[int] = mapped_column(Integer, default=0, doc="redirects to get here")
-    state: Mapped[str] = mapped_column(String(10), default=QUEUED)
+    state: Mapped[str] = mapped_column(String(10), default=QUEUED, doc="|".join(STATES))
     attempts: Mapped[int] = mapped_column(Integer, default=0, doc="times leased")
     lease_owner: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), doc="run holding it")
     lease_token: Mapped[str | None] = mapped_column(String(32), doc="fences late completions")
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
-    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0, doc="for state=retry")
     found_from: Mapped[int | None] = mapped_column(
         ForeignKey("frontier.id"), doc="the page (or redirect) that first led here"
     )
@@ -99,11 +118,23 @@ class FrontierEntry(Base):
 
 
 class Host(Base):
-    """Politeness state of one host[:port] in a crawl, shared by every run through the
-    database: when it may next be asked, and its circuit breaker."""
+    """One host[:port] of a crawl, shared by every run through the database: when it may next
+    be asked, its circuit breaker, and counts of its URLs by state, kept in step with the
+    frontier in the same transactions, so that a lease finds the hosts with work without
+    reading the queue."""
 
     __tablename__ = "hosts"
-    __table_args__ = (UniqueConstraint("crawl_id", "host"),)
+    __table_args__ = (
+        UniqueConstraint("crawl_id", "host"),
+        # The hosts a lease may claim: those with ready URLs, least recently leased first.
+        Index(
+            "ix_hosts_ready",
+            "crawl_id",
+            "leased_at",
+            sqlite_where=text("queued > 0"),
+            postgresql_where=text("queued > 0"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
@@ -113,6 +144,16 @@ class Host(Base):
     breaker_until: Mapped[float] = mapped_column(Float, default=0.0, doc="open until then")
     breaker_trips: Mapped[int] = mapped_column(Integer, default=0)
     urls_started: Mapped[int] = mapped_column(Integer, default=0, doc="for --max-pages-per-host")
+    queued: Mapped[int] = mapped_column(Integer, server_default="0", doc="URLs ready now")
+    in_flight: Mapped[int] = mapped_column(Integer, server_default="0", doc="URLs leased")
+    retrying: Mapped[int] = mapped_column(Integer, server_default="0", doc="URLs in retry")
+    delay: Mapped[float] = mapped_column(
+        Float, server_default="0", doc="seconds between requests, as the last lease found"
+    )
+    cap: Mapped[int | None] = mapped_column(Integer, doc="most in flight; NULL: none or unknown")
+    leased_at: Mapped[float] = mapped_column(
+        Float, server_default="0", doc="last lease that took its URLs: hosts take turns"
+    )
 
 
 class Robots(Base):
@@ -167,6 +208,7 @@ class Run(Base):
     pages: Mapped[int] = mapped_column(Integer, default=0)
     fetches: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, doc="why it failed, for state=failed")
 
 
 class Fetch(Base):

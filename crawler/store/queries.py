@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from crawler.store.models import Crawl, Fetch, FrontierEntry, Page
+from crawler.store.models import QUEUED, RETRY, SKIPPED, Crawl, Fetch, FrontierEntry, Page
 
 EXPORT_FIELDS = (
     "url",
@@ -58,9 +58,9 @@ def totals(conn: Connection, crawl_id: int) -> dict[str, int]:
     page_count = conn.execute(select(func.count()).where(pages.crawl_id == crawl_id)).scalar_one()
     queued, skipped = (
         conn.execute(
-            select(func.count()).where(frontier.crawl_id == crawl_id, frontier.state == state)
+            select(func.count()).where(frontier.crawl_id == crawl_id, frontier.state.in_(states))
         ).scalar_one()
-        for state in ("queued", "skipped")
+        for states in ((QUEUED, RETRY), (SKIPPED,))
     )
     return {
         "fetches": fetch_count,

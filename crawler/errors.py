@@ -1,0 +1,27 @@
+"""The errors a user sees. Each message says what was wrong and what to do; the command line
+prints it as one line and exits with the error's code."""
+
+from __future__ import annotations
+
+
+class CrawlerError(Exception):
+    """The crawler cannot go on; the message says what was wrong and what to do."""
+
+    exit_code = 1
+
+
+class UsageError(CrawlerError):
+    """Bad input from the user: a malformed seed, an unknown backend, a bad --db URL."""
+
+    exit_code = 2
+
+
+class Interrupted(CrawlerError):
+    """Ctrl-C or SIGTERM stopped a run; what finished is stored and the crawl can be resumed."""
+
+    exit_code = 130
+
+
+class DatabaseError(CrawlerError):
+    """The database failed in a way waiting does not mend: full, read-only, gone for longer than
+    the retry window. What was stored before stays consistent and resumable."""

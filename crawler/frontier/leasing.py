@@ -1,0 +1,307 @@
+"""Leasing, host first: claim the hosts that are due, then take each one's ready URLs.
+
+A host is due when it has ready URLs, its next allowed request and its breaker are past, and
+it has a free slot; the claim reads hosts rows only (least recently leased first), with
+SKIP LOCKED on PostgreSQL so that runs on several machines claim different hosts and never
+wait for each other. Each claimed host's URLs come through its own index, shallowest first;
+the policy decides which to take. The transaction is short and committed at once: no lock is
+held while anything is fetched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import Connection, String, cast, func, literal, literal_column, or_, select, update
+
+from crawler.frontier.recovery import give_up, promote_due_retries, reclaim_lapsed
+from crawler.frontier.tables import crawls_t, frontier_t, hosts_t, in_state
+from crawler.model import FetchTask
+from crawler.policy.admission import (
+    GIVE_UP,
+    LATER,
+    NOTHING_HELD,
+    TAKE,
+    Admit,
+    GiveUpHost,
+    Held,
+    HostView,
+    RobotsVerdict,
+    Wait,
+    admit_host,
+    admit_url,
+    deepest_leasable,
+    host_wait,
+)
+from crawler.policy.rules import CrawlRules
+from crawler.store.models import LEASED, QUEUED, SKIPPED
+from crawler.urls import origin_of
+
+
+class RobotsGate(Protocol):
+    """What a lease asks about robots.txt (see robots_cache.RobotsKeeper)."""
+
+    def verdict(self, conn: Connection, origin: str, now: float) -> RobotsVerdict: ...
+
+    def sitemaps_pending(self, origin: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    crawl_id: int
+    run_id: int
+    rules: CrawlRules
+    lease_seconds: float
+    token_prefix: str  # unique to this lease: a row's token is the prefix and its id
+
+
+@dataclass(slots=True)
+class Lease:
+    tasks: list[FetchTask] = field(default_factory=list)
+    skipped: int = 0
+    given_up: int = 0
+
+
+def lease(
+    conn: Connection,
+    request: LeaseRequest,
+    n: int,
+    now: float,
+    held: Mapping[str, Held],
+    robots: RobotsGate | None,
+) -> Lease:
+    """Claim up to n URLs for the run (see the module docstring)."""
+    result = Lease()
+    promote_due_retries(conn, request.crawl_id, now)
+    reclaim_lapsed(conn, request.crawl_id, now)
+    budget_left = _budget_left(conn, request)
+    fresh_total = 0
+    for host in _claim_due_hosts(conn, request, n, now, held):
+        wanted = n - len(result.tasks)
+        if wanted <= 0:
+            break
+        view = HostView(
+            host.host,
+            host.queued,
+            host.in_flight,
+            host.next_fetch_at,
+            host.breaker_until,
+            host.urls_started,
+            host.breaker_trips,
+        )
+        mine = held.get(host.host, NOTHING_HELD)
+        if host_wait(view, mine, now) is not None:
+            continue
+        rows = _ready_urls(conn, request.crawl_id, host.host, wanted)
+        if not rows:
+            continue
+        origin = origin_of(rows[0].url)
+        verdict = robots.verdict(conn, origin, now) if robots is not None else None
+        pending = robots is not None and robots.sitemaps_pending(origin)
+        admitted = admit_host(view, mine, verdict, pending, request.rules, now)
+        if isinstance(admitted, GiveUpHost):
+            _skip(conn, rows, admitted.reason)
+            _count_off(conn, host.id, queued=len(rows))
+            result.skipped += len(rows)
+            continue
+        if isinstance(admitted, Wait):
+            if admitted.shared and admitted.until is not None:
+                _defer(conn, host.id, admitted.until)
+            continue
+        level = min(rows[0].depth, _shallowest_leased(conn, request.crawl_id, host.host))
+        taken, skipped, gave_up, fresh = _pick(
+            rows, level, admitted, view, budget_left, request.rules
+        )
+        if budget_left is not None:
+            budget_left -= fresh
+        fresh_total += fresh
+        if gave_up:
+            give_up(conn, request.crawl_id, request.run_id, gave_up, now)
+        for row, reason in skipped:
+            _skip(conn, [row], reason)
+        result.tasks.extend(_lease_rows(conn, request, taken, now))
+        result.skipped += len(skipped)
+        result.given_up += len(gave_up)
+        conn.execute(
+            update(hosts_t)
+            .where(hosts_t.c.id == host.id)
+            .values(
+                queued=hosts_t.c.queued - (len(taken) + len(skipped) + len(gave_up)),
+                in_flight=hosts_t.c.in_flight + len(taken),
+                urls_started=hosts_t.c.urls_started + fresh,
+                leased_at=now,
+                delay=admitted.delay,
+                cap=admitted.cap,
+            )
+        )
+    if fresh_total:
+        conn.execute(
+            update(crawls_t)
+            .where(crawls_t.c.id == request.crawl_id)
+            .values(urls_started=crawls_t.c.urls_started + fresh_total)
+        )
+    return result
+
+
+def adopt(conn: Connection, request: LeaseRequest, now: float) -> list[FetchTask]:
+    """The leases a lease made before its commit was cut off (the connection dropped as it
+    committed): tried again, a lease first takes up what it may already hold."""
+    f = frontier_t.c
+    rows = conn.execute(
+        select(f.id, f.url, f.depth, f.attempts, f.redirect_hops, f.lease_token).where(
+            f.crawl_id == request.crawl_id,
+            in_state(LEASED),
+            f.lease_owner == request.run_id,
+            f.lease_token.startswith(request.token_prefix),
+        )
+    ).all()
+    return [
+        FetchTask(row.id, row.url, row.depth, row.lease_token, row.attempts, row.redirect_hops, now)
+        for row in rows
+    ]
+
+
+def _budget_left(conn: Connection, request: LeaseRequest) -> int | None:
+    max_pages = request.rules.limits.max_pages
+    if max_pages is None:
+        return None
+    started = conn.execute(
+        select(crawls_t.c.urls_started)
+        .where(crawls_t.c.id == request.crawl_id)
+        .with_for_update()  # runs on other machines take turns on the budget
+    ).scalar_one()
+    return max(0, max_pages - started)
+
+
+def _claim_due_hosts(
+    conn: Connection, request: LeaseRequest, n: int, now: float, held: Mapping[str, Held]
+) -> list:
+    h = hosts_t.c
+    free_slot = [h.cap.is_(None), h.in_flight < h.cap]
+    if held:  # this run's finished results free slots the rows do not know of yet
+        free_slot.append(h.host.in_(sorted(held)))
+    query = (
+        select(
+            h.id,
+            h.host,
+            h.queued,
+            h.in_flight,
+            h.next_fetch_at,
+            h.breaker_until,
+            h.urls_started,
+            h.breaker_trips,
+        )
+        .where(
+            h.crawl_id == request.crawl_id,
+            h.queued > literal_column("0"),  # a literal, so the partial index applies
+            h.next_fetch_at <= now,
+            h.breaker_until <= now,
+            or_(*free_slot),
+        )
+        .limit(n + len(held))
+    )
+    if request.rules.limits.bounded:
+        query = query.order_by(h.host)  # level by level, the same hosts first on every run
+    else:
+        query = query.order_by(h.leased_at, h.host)  # hosts take turns
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).all()
+
+
+def _ready_urls(conn: Connection, crawl_id: int, host: str, n: int) -> list:
+    f = frontier_t.c
+    return conn.execute(
+        select(f.id, f.url, f.depth, f.attempts, f.redirect_hops)
+        .where(f.crawl_id == crawl_id, f.host == host, in_state(QUEUED))
+        .order_by(f.depth, f.url_key)
+        .limit(n)
+    ).all()
+
+
+def _shallowest_leased(conn: Connection, crawl_id: int, host: str) -> int:
+    f = frontier_t.c
+    depth = conn.execute(
+        select(func.min(f.depth)).where(f.crawl_id == crawl_id, f.host == host, in_state(LEASED))
+    ).scalar()
+    return depth if depth is not None else 1 << 30
+
+
+def _skip(conn: Connection, rows: list, reason: str) -> None:
+    conn.execute(
+        update(frontier_t)
+        .where(frontier_t.c.id.in_([row.id for row in rows]))
+        .values(state=SKIPPED, skip_reason=reason[:100])
+    )
+
+
+def _count_off(conn: Connection, host_id: int, queued: int) -> None:
+    conn.execute(
+        update(hosts_t).where(hosts_t.c.id == host_id).values(queued=hosts_t.c.queued - queued)
+    )
+
+
+def _defer(conn: Connection, host_id: int, until: float) -> None:
+    """Every run leaves the host alone until `until` (its robots.txt is being fetched)."""
+    conn.execute(
+        update(hosts_t)
+        .where(hosts_t.c.id == host_id, hosts_t.c.next_fetch_at < until)
+        .values(next_fetch_at=until)
+    )
+
+
+def _pick(rows, level: int, admitted: Admit, view: HostView, budget_left, rules: CrawlRules):
+    """Walk a host's ready URLs in order and sort them: taken, skipped (with the reason),
+    given up; returns those and how many of the taken are first attempts."""
+    deepest = deepest_leasable(level, rules)
+    taken, skipped, gave_up = [], [], []
+    fresh = 0
+    for row in rows:
+        if row.depth > deepest:
+            break
+        if admitted.slots is not None and len(taken) >= admitted.slots:
+            break
+        left = None if budget_left is None else budget_left - fresh
+        verdict = admit_url(
+            row.url, row.attempts, admitted.robots, view.urls_started + fresh, left, rules
+        )
+        if verdict == TAKE:
+            taken.append(row)
+            fresh += row.attempts == 0
+        elif verdict == GIVE_UP:
+            gave_up.append(row)
+        elif verdict != LATER:
+            skipped.append((row, verdict))
+    return taken, skipped, gave_up, fresh
+
+
+def _lease_rows(conn: Connection, request: LeaseRequest, rows: list, now: float) -> list[FetchTask]:
+    """One statement for a host's URLs: each row's token is the lease's prefix and its id."""
+    if not rows:
+        return []
+    f = frontier_t.c
+    conn.execute(
+        update(frontier_t)
+        .where(f.id.in_([row.id for row in rows]))
+        .values(
+            state=LEASED,
+            lease_owner=request.run_id,
+            lease_token=literal(request.token_prefix, String) + cast(f.id, String),
+            lease_expires_at=now + request.lease_seconds,
+            attempts=f.attempts + 1,
+        )
+    )
+    return [
+        FetchTask(
+            frontier_id=row.id,
+            url=row.url,
+            depth=row.depth,
+            lease_token=f"{request.token_prefix}{row.id}",
+            attempt=row.attempts + 1,
+            redirect_hops=row.redirect_hops,
+            leased_at=now,
+        )
+        for row in rows
+    ]

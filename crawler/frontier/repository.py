@@ -1,0 +1,141 @@
+"""One run's handle on a crawl's frontier. Each method is one transaction, retried through a
+locked or dropped database (`store.failures.retrying`); the decisions inside are the policy's.
+Only the coordinator of a process uses it, from one thread."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+
+from sqlalchemy import Connection, Engine, func, select
+
+from crawler.frontier.enqueue import enqueue
+from crawler.frontier.leasing import Lease, LeaseRequest, RobotsGate, adopt, lease
+from crawler.frontier.recovery import give_back, release_runs
+from crawler.frontier.storing import BatchPlan, Stored, store_batch
+from crawler.frontier.tables import crawls_t, hosts_t
+from crawler.model import FetchResult, FetchTask
+from crawler.policy.admission import Held
+from crawler.policy.links import NewURL, RecentKeys, sitemap_urls
+from crawler.policy.rules import CrawlRules
+from crawler.store.failures import retrying
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierCounts:
+    """The crawl's URLs by state, from the hosts' maintained counts (no scan of the queue)."""
+
+    queued: int = 0
+    in_flight: int = 0
+    retrying: int = 0
+    urls_started: int = 0
+
+
+def read_counts(conn: Connection, crawl_id: int) -> FrontierCounts:
+    h = hosts_t.c
+    queued, in_flight, waiting = conn.execute(
+        select(
+            func.coalesce(func.sum(h.queued), 0),
+            func.coalesce(func.sum(h.in_flight), 0),
+            func.coalesce(func.sum(h.retrying), 0),
+        ).where(h.crawl_id == crawl_id)
+    ).one()
+    started = conn.execute(
+        select(crawls_t.c.urls_started).where(crawls_t.c.id == crawl_id)
+    ).scalar_one()
+    return FrontierCounts(int(queued), int(in_flight), int(waiting), started)
+
+
+class Frontier:
+    def __init__(
+        self,
+        engine: Engine,
+        crawl_id: int,
+        run_id: int,
+        rules: CrawlRules,
+        *,
+        lease_seconds: float = 120.0,
+        robots: RobotsGate | None = None,
+        then: str = "run the command again",
+    ) -> None:
+        self.engine = engine
+        self.crawl_id = crawl_id
+        self.run_id = run_id
+        self.rules = rules
+        self.lease_seconds = lease_seconds
+        self.robots = robots
+        self.recent = RecentKeys()
+        self.rng = random.Random()
+        self.store_s = 0.0  # time spent storing batches, for the run's cost
+        self.then = then  # what a database failure's message tells the user to do next
+
+    def _transaction(self, work, *, read_only: bool = False):
+        return retrying(self.engine, work, read_only=read_only, then=self.then)
+
+    def lease(self, n: int, held: Mapping[str, Held]) -> Lease:
+        """Up to n URLs for this run (see frontier.leasing). Tried again after a connection
+        that dropped as it committed, a lease first takes up the leases it already made."""
+        if n <= 0:
+            return Lease()
+        request = LeaseRequest(
+            self.crawl_id,
+            self.run_id,
+            self.rules,
+            self.lease_seconds,
+            token_prefix=uuid.uuid4().hex[:16] + "-",
+        )
+        tries = 0
+
+        def work(conn: Connection) -> Lease:
+            nonlocal tries
+            tries += 1
+            now = time.time()
+            if tries > 1 and (adopted := adopt(conn, request, now)):
+                return Lease(adopted)
+            if self.robots is not None and self.robots.unsettled:
+                urls = self.robots.settle(conn, now)
+                enqueue(conn, self.crawl_id, sitemap_urls(urls, self.rules))
+            return lease(conn, request, n, now, held, self.robots)
+
+        return self._transaction(work)
+
+    def store(self, results: list[FetchResult]) -> Stored:
+        """Store a batch in one transaction (see frontier.storing)."""
+        started = perf_counter()
+        plan = BatchPlan.of(results, self.rules, self.recent, time.time(), self.rng)
+        stored = self._transaction(
+            lambda conn: store_batch(
+                conn, self.crawl_id, self.run_id, plan, self.rules, time.time()
+            )
+        )
+        for url in stored.queued:
+            self.recent.add(url.key, url.depth)
+        self.store_s += perf_counter() - started
+        return stored
+
+    def enqueue(self, urls: Iterable[NewURL]) -> int:
+        urls = list(urls)
+        return self._transaction(lambda conn: enqueue(conn, self.crawl_id, urls))
+
+    def release(self, run_ids: list[int], *, refund: bool) -> int:
+        """Give back the leases (and robots.txt claims) of runs that stopped or died."""
+        return self._transaction(
+            lambda conn: release_runs(conn, self.crawl_id, run_ids, refund=refund)
+        )
+
+    def give_back(self, tasks: list[FetchTask]) -> int:
+        """Tasks whose worker died: their URLs go back to the queue, the attempt counted."""
+        return self._transaction(lambda conn: give_back(conn, self.crawl_id, tasks))
+
+    def counts(self) -> FrontierCounts:
+        return self._transaction(lambda conn: read_counts(conn, self.crawl_id), read_only=True)
+
+    def finished(self) -> bool:
+        counts = self.counts()
+        return self.rules.limits.finished(
+            counts.queued, counts.in_flight, counts.retrying, counts.urls_started
+        )

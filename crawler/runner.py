@@ -1,0 +1,196 @@
+"""One run of a crawl in this process: its `runs` row, what it cost, and how it ended.
+
+Whatever ends a run (the crawl is done, Ctrl-C, a database that failed, a bug), what finished
+is stored, the run's leases go back (an interrupted run refunds their attempt), and its row
+says how it ended and what it cost, when the database still lets us write that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, update
+
+from crawler import frontends
+from crawler.coordinator import Coordinator, Progress
+from crawler.errors import DatabaseError, Interrupted
+from crawler.frontier.repository import Frontier
+from crawler.model import CrawlSummary
+from crawler.policy.rules import CrawlRules
+from crawler.robots_cache import RobotsKeeper
+from crawler.runs import RunMeter, process_alive, this_host
+from crawler.settings import CrawlSettings, RunSettings
+from crawler.store.failures import retrying
+from crawler.store.models import Crawl, Run, utcnow
+from crawler.store.queries import totals
+
+log = logging.getLogger(__name__)
+crawls_t = Crawl.__table__
+runs_t = Run.__table__
+
+
+def run_crawl(
+    engine: Engine,
+    crawl_id: int,
+    run: RunSettings,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> CrawlSummary:
+    """Work on the crawl until it is finished; raises Interrupted on Ctrl-C, DatabaseError when
+    the database fails for good."""
+    crawl_row = retrying(engine, lambda conn: _crawl_row(conn, crawl_id), read_only=True)
+    then = f"continue the crawl with `crawler resume {crawl_row.name}`"
+    settings = CrawlSettings.from_json(crawl_row.settings)
+    rules = CrawlRules.for_crawl(crawl_row.seeds, settings)
+    frontend = frontends.load(run.backend)
+    run_id = retrying(engine, lambda conn: _start_run(conn, crawl_id, run), then=then)
+    robots = None
+    if rules.obey_robots:
+        robots = RobotsKeeper(
+            crawl_id, run_id, settings.policy(), rules.retry, rules.scope, sitemaps=rules.sitemaps
+        )
+    frontier = Frontier(
+        engine,
+        crawl_id,
+        run_id,
+        rules,
+        lease_seconds=settings.lease_seconds,
+        robots=robots,
+        then=then,
+    )
+    meter = RunMeter()
+    coordinator = Coordinator(
+        frontier, frontend, settings.policy(), run.concurrency, on_progress=on_progress
+    )
+    state, error, report = "failed", None, None
+    try:
+        _reclaim_dead_runs(engine, frontier)
+        report = coordinator.run()
+        state = "finished"
+    except KeyboardInterrupt:
+        state = "interrupted"
+        raise Interrupted(f"interrupted; what finished is stored, {then}") from None
+    except DatabaseError as exc:
+        error = str(exc)
+        raise
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if robots is not None:
+            robots.close()
+        cost = meter.stop()
+        progress = coordinator.progress
+        crawl_done = False
+        try:
+            # A finished run holds no leases, but may hold robots.txt claims. Only a stop
+            # that was asked for refunds the attempt: a crash may be the URL's doing.
+            frontier.release([run_id], refund=state == "interrupted")
+            crawl_done = state == "finished" and frontier.finished()
+            values = {
+                "state": state,
+                "error": error,
+                "finished_at": utcnow(),
+                "wall_s": cost.wall_s,
+                "user_cpu_s": cost.user_cpu_s,
+                "system_cpu_s": cost.system_cpu_s,
+                "peak_rss_kb": cost.peak_rss_kb,
+                "ctx_voluntary": cost.ctx_voluntary,
+                "ctx_involuntary": cost.ctx_involuntary,
+                "store_s": frontier.store_s,
+                "startup_s": report.startup_s if report else None,
+                "workers": report.workers if report else None,
+                "ipc_bytes": report.ipc_bytes if report else None,
+                "pages": progress.pages,
+                "fetches": progress.fetches,
+                "errors": progress.errors,
+            }
+            retrying(engine, lambda conn: _end_run(conn, crawl_id, run_id, values, crawl_done))
+        except DatabaseError as exc:
+            if state != "failed":
+                raise
+            # Already failing on the database: the row stays "running" until a later run on
+            # this host finds the process gone, and the leases lapse as after a kill.
+            log.info("could not record the end of run %s: %s", run_id, exc)
+    counts = retrying(engine, lambda conn: totals(conn, crawl_id), read_only=True)
+    return CrawlSummary(
+        crawl_id=crawl_id,
+        name=crawl_row.name,
+        run_id=run_id,
+        backend=run.backend,
+        concurrency=run.concurrency,
+        state="finished" if crawl_done else "running",
+        pages=counts["pages"],
+        fetches=counts["fetches"],
+        errors=counts["errors"],
+        queued=counts["queued"],
+        skipped=counts["skipped"],
+        elapsed_s=round(cost.wall_s, 3),
+        pages_per_s=round(progress.pages / cost.wall_s, 2) if cost.wall_s else 0.0,
+        cpu_s=round(cost.user_cpu_s + cost.system_cpu_s, 3),
+        peak_rss_kb=cost.peak_rss_kb,
+    )
+
+
+def _crawl_row(conn, crawl_id: int):
+    return conn.execute(select(crawls_t).where(crawls_t.c.id == crawl_id)).one()
+
+
+def _start_run(conn, crawl_id: int, run: RunSettings) -> int:
+    return conn.execute(
+        insert(runs_t).returning(runs_t.c.id),
+        {
+            "crawl_id": crawl_id,
+            "frontend": run.backend,
+            "concurrency": run.concurrency,
+            "hostname": this_host(),
+            "pid": os.getpid(),
+            "state": "running",
+            "pages": 0,
+            "fetches": 0,
+            "errors": 0,
+        },
+    ).scalar_one()
+
+
+def _end_run(conn, crawl_id: int, run_id: int, values: dict, crawl_done: bool) -> None:
+    conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(**values))
+    if crawl_done:
+        conn.execute(
+            update(crawls_t)
+            .where(crawls_t.c.id == crawl_id)
+            .values(state="finished", finished_at=utcnow())
+        )
+
+
+def _reclaim_dead_runs(engine: Engine, frontier: Frontier) -> int:
+    """Runs on this host whose process is gone hold leases nobody will complete: take them
+    back now instead of waiting for them to lapse."""
+    host = this_host()
+    candidates = retrying(
+        engine,
+        lambda conn: conn.execute(
+            select(runs_t.c.id, runs_t.c.pid, runs_t.c.started_at).where(
+                runs_t.c.crawl_id == frontier.crawl_id,
+                runs_t.c.state == "running",
+                runs_t.c.hostname == host,
+                runs_t.c.id != frontier.run_id,
+            )
+        ).all(),
+        read_only=True,
+    )
+    dead = [r.id for r in candidates if not process_alive(r.pid, _aware(r.started_at))]
+    if not dead:
+        return 0
+    retrying(
+        engine,
+        lambda conn: conn.execute(update(runs_t).where(runs_t.c.id.in_(dead)).values(state="dead")),
+    )
+    return frontier.release(dead, refund=False)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
