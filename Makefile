@@ -27,7 +27,9 @@ test: $(STAMP)
 # Benchmarks print figures; they are not tests and stay out of `make test`.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	.ci/ensure-postgres
 	$(BIN)/python -m fixtures.bench
+	$(BIN)/python -m crawler.bench_frontier
 	$(BIN)/python -m crawler.bench
 
 lint: $(STAMP)

@@ -142,7 +142,7 @@ def crawl(
 ) -> CrawlSummary:
     """Crawl from `seeds` to completion (or to a limit) and return what the run did.
     `settings` are CrawlSettings fields (max_pages, max_depth, allow_hosts, timeout, ...)."""
-    run = RunSettings.checked(backend, concurrency)
+    run = RunSettings.checked(backend=backend, concurrency=concurrency)
     checked = CrawlSettings.checked(**settings)
     if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
         raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -187,7 +187,7 @@ def resume(
     on_progress: ProgressCallback | None = None,
 ) -> CrawlSummary:
     """Continue a crawl that was interrupted (or join one that is running)."""
-    run = RunSettings.checked(backend, concurrency)
+    run = RunSettings.checked(backend=backend, concurrency=concurrency)
     engine = open_db(db)
     row = _load_crawl(engine, crawl)
     try:

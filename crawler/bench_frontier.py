@@ -1,6 +1,6 @@
 """`make bench` (frontier part): what leasing and storing cost per URL as the queue grows.
 
-    python -m crawler.bench_frontier [--queued 10000,1000000] [--hosts 1000] [--urls 20000]
+    python -m crawler.bench_frontier [--queued 10000,1000000] [--hosts 1000] [--urls 5000]
 
 For each database (SQLite, and a private PostgreSQL cluster) and each queue length, a crawl
 is set up with that many URLs queued over `--hosts` hosts, then leased and completed 100 at
@@ -180,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crawler.bench_frontier", description=__doc__)
     parser.add_argument("--queued", default="10000,1000000")
     parser.add_argument("--hosts", type=int, default=1000)
-    parser.add_argument("--urls", type=int, default=20_000)
+    parser.add_argument("--urls", type=int, default=5_000, help="measured on each queue")
     parser.add_argument("--db", default="sqlite,postgresql")
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.queued.split(",")]
+    if min(sizes) < args.urls + 5 * BATCH:
+        parser.error("every --queued size must hold --urls and a warm-up of 500 more")
     kinds = args.db.split(",")
     console = Console(width=120)
     rows = []

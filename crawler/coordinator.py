@@ -157,7 +157,7 @@ class Coordinator:
             self.inbox.close()
             self.frontend.stop()
             for task, outcome in self.inbox.take(timeout=0):
-                self._finished(task, outcome, raise_bugs=False)
+                self._finished(task, outcome)
             self._store()
         return RunReport(self.concurrency, startup_s, self.frontend.ipc_bytes)
 
@@ -174,7 +174,7 @@ class Coordinator:
             bugs = [
                 outcome
                 for task, outcome in self.inbox.take(timeout=self._until_batch_due())
-                if not self._finished(task, outcome, raise_bugs=False)
+                if not self._finished(task, outcome)
             ]
             if bugs:
                 raise bugs[0]  # a bug in a worker: stop loudly (the others are stored)
@@ -206,13 +206,11 @@ class Coordinator:
         if tasks:
             self.frontend.submit(tasks)
 
-    def _finished(self, task: FetchTask, outcome: Outcome, *, raise_bugs: bool) -> bool:
+    def _finished(self, task: FetchTask, outcome: Outcome) -> bool:
         """Take in one finished task; False if its worker raised (a bug)."""
         if self.in_flight.pop(task.frontier_id, None) is None:
             return True  # given back as lost meanwhile: its URL is someone else's now
         if isinstance(outcome, BaseException):
-            if raise_bugs:
-                raise outcome
             return False
         if not self.done:
             self.oldest_done = perf_counter()

@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from crawler.errors import UsageError
+from crawler.frontends import BACKENDS
 from crawler.model import DEFAULT_USER_AGENT, FetchPolicy
 from crawler.urls import BadURL, normalize_host
 
 MAX_SECONDS = 3600.0
 MAX_BODY_BYTES = 1024**3  # a page is held whole while it is parsed
-BACKENDS = ("threads", "processes", "asyncio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +175,7 @@ class CrawlSettings:
     def checked(cls, **values: Any) -> CrawlSettings:
         """Settings from user input: unknown names, bad values and malformed hosts or user
         agents are UsageErrors naming the flag and what it must be."""
-        known = {f.name: f for f in fields(cls)}
-        for name in values:
-            if name not in known:
-                raise UsageError(
-                    f"unknown crawl setting {name!r}; known settings: {', '.join(known)}"
-                )
-        clean = {}
-        for name, value in values.items():
-            option: Option = known[name].metadata["option"]
-            if value is not None and option.normalize is not None:
-                value = option.normalize(value)
-            if value is not None and option.check is not None and not _passes(option, value):
-                raise UsageError(f"{option.flag(name)} must be {option.must}, not {value!r}")
-            clean[name] = value
-        return cls(**clean)
+        return _checked(cls, "crawl setting", values)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CrawlSettings:
@@ -224,6 +210,32 @@ class CrawlSettings:
         return max(120.0, 4 * self.timeout)
 
 
+def _checked(settings_class: type, what: str, values: dict[str, Any]):
+    """`settings_class(**values)`, each value normalised and checked by its option; None is
+    the default, whatever the default is."""
+    known = {f.name: f for f in fields(settings_class)}
+    for name in values:
+        if name not in known:
+            raise UsageError(f"unknown {what} {name!r}; known ones: {', '.join(known)}")
+    clean = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        option: Option = known[name].metadata["option"]
+        if option.normalize is not None:
+            value = option.normalize(value)
+        if option.check is not None and not _passes(option, value):
+            raise UsageError(f"{option.flag(name)} must be {option.must}, not {value!r}")
+        clean[name] = value
+    return settings_class(**clean)
+
+
+def _backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    return backend
+
+
 def _passes(option: Option, value: Any) -> bool:
     try:
         return bool(option.check(value))
@@ -239,6 +251,7 @@ class RunSettings:
         "threads",
         "how to wait for I/O: a thread pool, a process pool or an asyncio event loop",
         parse=str,
+        normalize=_backend,
         metavar="|".join(BACKENDS),
         group="run",
     )
@@ -247,12 +260,8 @@ class RunSettings:
     )
 
     @classmethod
-    def checked(cls, backend: str = "threads", concurrency: int = 16) -> RunSettings:
-        if backend not in BACKENDS:
-            raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise UsageError(f"--concurrency must be at least 1, not {concurrency!r}")
-        return cls(backend, concurrency)
+    def checked(cls, **values: Any) -> RunSettings:
+        return _checked(cls, "run setting", values)
 
 
 def options(settings_class: type) -> list[tuple[str, Any, Option]]:

@@ -23,7 +23,8 @@ class Frontend:
         self.policy = policy
         self.deliver = deliver
         self.local = threading.local()
-        self.sessions: list[requests.Session] = []  # appended from the workers: list is atomic
+        self.sessions: list[requests.Session] = []  # one per worker, to close at the end
+        self.sessions_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
 
     def submit(self, tasks: list[FetchTask]) -> None:
@@ -35,7 +36,8 @@ class Frontend:
         session = getattr(self.local, "session", None)
         if session is None:
             session = self.local.session = make_session(self.policy)
-            self.sessions.append(session)
+            with self.sessions_lock:
+                self.sessions.append(session)
         return fetch(session, task, self.policy)
 
     def answer(self, task: FetchTask, done: Future[FetchResult]) -> None:
@@ -46,5 +48,6 @@ class Frontend:
         """Shut every socket in flight, so the workers return at once; do not wait for them."""
         WATCHDOG.abort_all()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for session in list(self.sessions):
-            session.close()
+        with self.sessions_lock:
+            for session in self.sessions:
+                session.close()

@@ -14,7 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import Connection, String, cast, func, literal, literal_column, or_, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 
 from crawler.frontier.recovery import give_up, promote_due_retries, reclaim_lapsed
 from crawler.frontier.tables import crawls_t, frontier_t, hosts_t, in_state
@@ -77,24 +88,20 @@ def lease(
     promote_due_retries(conn, request.crawl_id, now)
     reclaim_lapsed(conn, request.crawl_id, now)
     budget_left = _budget_left(conn, request)
+    taken_rows: list = []
+    host_updates: list[dict] = []
     fresh_total = 0
     for host in _claim_due_hosts(conn, request, n, now, held):
-        wanted = n - len(result.tasks)
+        wanted = n - len(taken_rows)
         if wanted <= 0:
             break
-        view = HostView(
-            host.host,
-            host.queued,
-            host.in_flight,
-            host.next_fetch_at,
-            host.breaker_until,
-            host.urls_started,
-            host.breaker_trips,
-        )
+        view = HostView(*host[1:8])
         mine = held.get(host.host, NOTHING_HELD)
         if host_wait(view, mine, now) is not None:
             continue
-        rows = _ready_urls(conn, request.crawl_id, host.host, wanted)
+        rows = conn.execute(
+            _READY_URLS, {"b_crawl": request.crawl_id, "b_host": host.host, "b_limit": wanted}
+        ).all()
         if not rows:
             continue
         origin = origin_of(rows[0].url)
@@ -103,14 +110,15 @@ def lease(
         admitted = admit_host(view, mine, verdict, pending, request.rules, now)
         if isinstance(admitted, GiveUpHost):
             _skip(conn, rows, admitted.reason)
-            _count_off(conn, host.id, queued=len(rows))
+            host_updates.append(_host_update(host, now, skipped=len(rows)))
             result.skipped += len(rows)
             continue
         if isinstance(admitted, Wait):
             if admitted.shared and admitted.until is not None:
                 _defer(conn, host.id, admitted.until)
             continue
-        level = min(rows[0].depth, _shallowest_leased(conn, request.crawl_id, host.host))
+        leased_min = rows[0].leased_min
+        level = rows[0].depth if leased_min is None else min(rows[0].depth, leased_min)
         taken, skipped, gave_up, fresh = _pick(
             rows, level, admitted, view, budget_left, request.rules
         )
@@ -121,21 +129,23 @@ def lease(
             give_up(conn, request.crawl_id, request.run_id, gave_up, now)
         for row, reason in skipped:
             _skip(conn, [row], reason)
-        result.tasks.extend(_lease_rows(conn, request, taken, now))
+        taken_rows.extend(taken)
         result.skipped += len(skipped)
         result.given_up += len(gave_up)
-        conn.execute(
-            update(hosts_t)
-            .where(hosts_t.c.id == host.id)
-            .values(
-                queued=hosts_t.c.queued - (len(taken) + len(skipped) + len(gave_up)),
-                in_flight=hosts_t.c.in_flight + len(taken),
-                urls_started=hosts_t.c.urls_started + fresh,
-                leased_at=now,
+        host_updates.append(
+            _host_update(
+                host,
+                now,
+                taken=len(taken),
+                skipped=len(skipped) + len(gave_up),
+                fresh=fresh,
                 delay=admitted.delay,
                 cap=admitted.cap,
             )
         )
+    result.tasks = _lease_rows(conn, request, taken_rows, now)
+    if host_updates:
+        conn.execute(_UPDATE_HOST, host_updates)
     if fresh_total:
         conn.execute(
             update(crawls_t)
@@ -143,6 +153,56 @@ def lease(
             .values(urls_started=crawls_t.c.urls_started + fresh_total)
         )
     return result
+
+
+# Built once: a lease runs these for every host it claims.
+_f = frontier_t.c
+_leased_min = (
+    select(func.min(_f.depth))
+    .where(_f.crawl_id == bindparam("b_crawl"), _f.host == bindparam("b_host"), in_state(LEASED))
+    .scalar_subquery()
+)
+_READY_URLS = (
+    select(_f.id, _f.url, _f.depth, _f.attempts, _f.redirect_hops, _leased_min.label("leased_min"))
+    .where(_f.crawl_id == bindparam("b_crawl"), _f.host == bindparam("b_host"), in_state(QUEUED))
+    .order_by(_f.depth, _f.url_key)
+    .limit(bindparam("b_limit"))
+)
+_UPDATE_HOST = (
+    update(hosts_t)
+    .where(hosts_t.c.id == bindparam("b_id"))
+    .values(
+        queued=hosts_t.c.queued - bindparam("b_out"),
+        in_flight=hosts_t.c.in_flight + bindparam("b_taken"),
+        urls_started=hosts_t.c.urls_started + bindparam("b_fresh"),
+        leased_at=bindparam("b_now"),
+        delay=bindparam("b_delay"),
+        cap=bindparam("b_cap"),
+    )
+)
+
+
+def _host_update(
+    host,
+    now: float,
+    *,
+    taken: int = 0,
+    skipped: int = 0,
+    fresh: int = 0,
+    delay: float | None = None,
+    cap: int | None = None,
+) -> dict:
+    """Parameters of _UPDATE_HOST for a host a lease took `taken` URLs from and skipped
+    `skipped` of; a host given up keeps its delay and cap."""
+    return {
+        "b_id": host.id,
+        "b_out": taken + skipped,
+        "b_taken": taken,
+        "b_fresh": fresh,
+        "b_now": now,
+        "b_delay": host.delay if delay is None else delay,
+        "b_cap": host.cap if delay is None else cap,
+    }
 
 
 def adopt(conn: Connection, request: LeaseRequest, now: float) -> list[FetchTask]:
@@ -184,7 +244,7 @@ def _claim_due_hosts(
         free_slot.append(h.host.in_(sorted(held)))
     query = (
         select(
-            h.id,
+            h.id,  # then the fields of a HostView, in order
             h.host,
             h.queued,
             h.in_flight,
@@ -193,6 +253,7 @@ def _claim_due_hosts(
             h.urls_started,
             h.breaker_trips,
         )
+        .add_columns(h.delay, h.cap)
         .where(
             h.crawl_id == request.crawl_id,
             h.queued > literal_column("0"),  # a literal, so the partial index applies
@@ -211,35 +272,11 @@ def _claim_due_hosts(
     return conn.execute(query).all()
 
 
-def _ready_urls(conn: Connection, crawl_id: int, host: str, n: int) -> list:
-    f = frontier_t.c
-    return conn.execute(
-        select(f.id, f.url, f.depth, f.attempts, f.redirect_hops)
-        .where(f.crawl_id == crawl_id, f.host == host, in_state(QUEUED))
-        .order_by(f.depth, f.url_key)
-        .limit(n)
-    ).all()
-
-
-def _shallowest_leased(conn: Connection, crawl_id: int, host: str) -> int:
-    f = frontier_t.c
-    depth = conn.execute(
-        select(func.min(f.depth)).where(f.crawl_id == crawl_id, f.host == host, in_state(LEASED))
-    ).scalar()
-    return depth if depth is not None else 1 << 30
-
-
 def _skip(conn: Connection, rows: list, reason: str) -> None:
     conn.execute(
         update(frontier_t)
         .where(frontier_t.c.id.in_([row.id for row in rows]))
         .values(state=SKIPPED, skip_reason=reason[:100])
-    )
-
-
-def _count_off(conn: Connection, host_id: int, queued: int) -> None:
-    conn.execute(
-        update(hosts_t).where(hosts_t.c.id == host_id).values(queued=hosts_t.c.queued - queued)
     )
 
 
