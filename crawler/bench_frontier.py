@@ -7,13 +7,16 @@ is set up with that many URLs queued over `--hosts` hosts, then leased and compl
 a time (the coordinator's batch), `--urls` URLs in all, as one run does: no fetching, only
 the frontier's own work. Host-first leasing reads hosts rows and each host's index, never
 the queue, so the cost per URL should not follow the queue's length: the last column is the
-ratio of the longest queue to the shortest. Figures from one run on a shared machine.
+ratio of each queue's median to the shortest queue's. The sizes are measured in turn,
+`--repeat` times (a queue too short for another window is set up afresh), so that the
+machine's drift hits them alike. Figures from one run on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -99,11 +102,8 @@ def populate(engine: Engine, queued: int, hosts: int) -> tuple[int, int, list[st
     return crawl_id, run_id, [f"http://{name}/" for name in names]
 
 
-def measure(engine: Engine, queued: int, hosts: int, urls: int) -> dict:
-    started = perf_counter()
-    crawl_id, run_id, seeds = populate(engine, queued, hosts)
-    setup_s = perf_counter() - started
-    frontier = Frontier(engine, crawl_id, run_id, CrawlRules(Scope.for_seeds(seeds)))
+def measure(frontier: Frontier, queued: int, urls: int) -> dict:
+    """Lease and store `urls` URLs (after a warm-up of 5 batches) from `frontier`."""
     lease_s = store_s = 0.0
     done = 0
     warm_up = 5 * BATCH
@@ -134,9 +134,7 @@ def measure(engine: Engine, queued: int, hosts: int, urls: int) -> dict:
     measured = done - warm_up
     return {
         "queued": queued,
-        "hosts": hosts,
         "urls": measured,
-        "setup_s": round(setup_s, 1),
         "lease_us_per_url": round(lease_s / measured * 1e6, 1),
         "store_us_per_url": round(store_s / measured * 1e6, 1),
         "us_per_url": round((lease_s + store_s) / measured * 1e6, 1),
@@ -182,34 +180,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--urls", type=int, default=5_000, help="measured on each queue")
     parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.queued.split(",")]
-    if min(sizes) < args.urls + 5 * BATCH:
+    if min(sizes) < args.urls + 5 * BATCH:  # one window each, at least
         parser.error("every --queued size must hold --urls and a warm-up of 500 more")
     kinds = args.db.split(",")
     console = Console(width=120)
     rows = []
+    used = args.urls + 5 * BATCH
     with databases(kinds) as fresh:
         for kind in kinds:
-            for queued in sizes:
-                engine = fresh(kind)
-                row = {"db": kind, **measure(engine, queued, args.hosts, args.urls)}
+            crawls: dict[int, tuple[Engine, Frontier, int]] = {}  # size -> engine, frontier, left
+            for _ in range(args.repeat):
+                for queued in sizes:
+                    engine, frontier, left = crawls.get(queued, (None, None, 0))
+                    if left < used:
+                        if engine is not None:
+                            engine.dispose()
+                        engine = fresh(kind)
+                        started = perf_counter()
+                        crawl_id, run_id, seeds = populate(engine, queued, args.hosts)
+                        console.print(
+                            f"{kind}: {queued:,} URLs queued in {perf_counter() - started:.1f} s"
+                        )
+                        rules = CrawlRules(Scope.for_seeds(seeds))
+                        frontier = Frontier(engine, crawl_id, run_id, rules)
+                        left = queued
+                    row = {"db": kind, **measure(frontier, queued, args.urls)}
+                    crawls[queued] = (engine, frontier, left - used)
+                    rows.append(row)
+                    console.print(json.dumps(row), highlight=False)
+            for engine, _frontier, _left in crawls.values():
                 engine.dispose()
-                rows.append(row)
-                console.print(json.dumps(row), highlight=False)
-    table = Table(title=f"frontier: lease and store, {args.hosts:,} hosts, batches of {BATCH}")
-    for column in ("db", "queued", "lease µs/URL", "store µs/URL", "µs/URL", f"× {sizes[0]:,}"):
+    table = Table(
+        title=f"frontier: lease and store, {args.hosts:,} hosts, batches of {BATCH}, "
+        f"medians of {args.repeat}"
+    )
+    columns = (
+        "db",
+        "queued",
+        "lease µs/URL",
+        "store µs/URL",
+        "µs/URL",
+        "min-max",
+        f"× {sizes[0]:,}",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "db" else "right")
-    for row in rows:
-        base = next(r for r in rows if r["db"] == row["db"] and r["queued"] == sizes[0])
-        table.add_row(
-            row["db"],
-            f"{row['queued']:,}",
-            f"{row['lease_us_per_url']:.0f}",
-            f"{row['store_us_per_url']:.0f}",
-            f"{row['us_per_url']:.0f}",
-            f"{row['us_per_url'] / base['us_per_url']:.2f}",
+
+    def median(kind: str, queued: int, field: str) -> float:
+        return statistics.median(
+            r[field] for r in rows if r["db"] == kind and r["queued"] == queued
         )
+
+    for kind in kinds:
+        for queued in sizes:
+            totals = [r["us_per_url"] for r in rows if r["db"] == kind and r["queued"] == queued]
+            table.add_row(
+                kind,
+                f"{queued:,}",
+                f"{median(kind, queued, 'lease_us_per_url'):.0f}",
+                f"{median(kind, queued, 'store_us_per_url'):.0f}",
+                f"{median(kind, queued, 'us_per_url'):.0f}",
+                f"{min(totals):.0f}-{max(totals):.0f}",
+                f"{median(kind, queued, 'us_per_url') / median(kind, sizes[0], 'us_per_url'):.2f}",
+            )
     console.print(table)
     OUT.mkdir(exist_ok=True)
     (OUT / "frontier.json").write_text(json.dumps(rows, indent=2))

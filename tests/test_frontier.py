@@ -22,7 +22,7 @@ from crawler.policy.politeness import Politeness
 from crawler.policy.retry import RetryPolicy
 from crawler.policy.rules import CrawlRules, Limits
 from crawler.store import make_engine, migrate
-from crawler.store.models import Crawl, Fetch, FrontierEntry, Host, Page, Run
+from crawler.store.models import Crawl, Fetch, FrontierEntry, Host, Lease, Page, Run
 from crawler.urls import Scope
 
 SEED = "http://site.test/"
@@ -418,7 +418,9 @@ def test_the_lease_path_reads_no_table_in_full(tmp_path):
             else:
                 plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement).all()
             plans.append((statement, " / ".join(row[-1] for row in plan)))
-    scans = [(s, p) for s, p in plans if "SCAN frontier" in p or "SCAN fetches" in p]
+    scans = [
+        (s, p) for s, p in plans if any(f"SCAN {t}" in p for t in ("frontier", "fetches", "leases"))
+    ]
     assert plans and scans == []
     engine.dispose()
 
@@ -462,9 +464,9 @@ def test_property_no_url_is_ever_leased_twice_and_the_counts_hold(tmp_path_facto
         elif action == "expire":  # the run dies: its leases lapse and others may take them
             with engine.begin() as conn:
                 conn.execute(
-                    update(frontier_t)
-                    .where(frontier_t.c.lease_owner == runs[who])
-                    .values(lease_expires_at=0.0)
+                    update(Lease.__table__)
+                    .where(Lease.__table__.c.run_id == runs[who])
+                    .values(expires_at=0.0)
                 )
             held[who] = {}
         elif action == "release":
@@ -475,15 +477,21 @@ def test_property_no_url_is_ever_leased_twice_and_the_counts_hold(tmp_path_facto
         with engine.connect() as conn:
             leased = (
                 conn.execute(
-                    select(frontier_t.c.url).where(
-                        frontier_t.c.state == "leased",
-                        frontier_t.c.lease_expires_at > time.time(),
+                    select(frontier_t.c.url)
+                    .join(Lease.__table__, Lease.__table__.c.frontier_id == frontier_t.c.id)
+                    .where(
+                        frontier_t.c.state == "leased", Lease.__table__.c.expires_at > time.time()
                     )
                 )
                 .scalars()
                 .all()
             )
+            lease_rows = conn.execute(select(func.count()).select_from(Lease.__table__)).scalar()
+            leased_urls = conn.execute(
+                select(func.count()).where(frontier_t.c.state == "leased")
+            ).scalar()
         assert len(leased) == len(set(leased))
+        assert lease_rows == leased_urls  # a lease row for every URL in flight, and no other
         assert_counts_match(engine)
     engine.dispose()
 

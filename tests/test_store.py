@@ -18,6 +18,7 @@ TABLES = {
     "links",
     "runs",
     "hosts",
+    "leases",
     "robots",
     "alembic_version",
 }
@@ -96,3 +97,116 @@ def test_a_reader_does_not_block_a_writer_on_sqlite(db_url):
                     " VALUES ('x', '[]', '{}', 'running', 0, CURRENT_TIMESTAMP)"
                 )
             )
+
+
+def test_a_crawl_stored_at_schema_0002_upgrades_and_resumes(tmp_path):
+    """A crawl left mid-way by the previous schema (a lease held by a run that died, a URL
+    waiting for its retry) is upgraded: the lease moves to its own table, the retry to its
+    state, the hosts get their counts; then `crawler resume` finishes it."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from crawler.runs import this_host
+    from crawler.urls import url_key
+    from tests.helpers import TreeSite, cli, last_json, query
+
+    db = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(db)
+    migrate.upgrade(engine, "0002")
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    ).stdout.strip()  # a pid that has exited
+    with TreeSite(pages=30) as site:
+        host = site.url.split("/")[2]
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO crawls (id, name, seeds, settings, state, urls_started,"
+                    " created_at) VALUES (1, 'old', :seeds, '{}', 'running', 2, CURRENT_TIMESTAMP)"
+                ),
+                {"seeds": f'["{site.url}"]'},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, crawl_id, frontend, concurrency, hostname, pid, state,"
+                    " started_at, pages, fetches, errors) VALUES (1, 1, 'threads', 4, :host, :pid,"
+                    " 'running', CURRENT_TIMESTAMP, 0, 0, 0)"
+                ),
+                {"host": this_host(), "pid": int(gone)},
+            )
+            for id_, url, state, attempts, retry_at, owner, token, expires in (
+                (1, site.url, "leased", 1, 0.0, 1, "a" * 32, 4e9),
+                (2, f"{site.url}p/1.html", "queued", 1, 1.0, None, None, None),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO frontier (id, crawl_id, url, url_key, host, depth,"
+                        " redirect_hops, state, attempts, next_attempt_at, lease_owner,"
+                        " lease_token, lease_expires_at) VALUES (:id, 1, :url, :key, :host, :depth,"
+                        " 0, :state, :attempts, :retry_at, :owner, :token, :expires)"
+                    ),
+                    {
+                        "id": id_,
+                        "url": url,
+                        "key": url_key(url),
+                        "host": host,
+                        "depth": id_ - 1,
+                        "state": state,
+                        "attempts": attempts,
+                        "retry_at": retry_at,
+                        "owner": owner,
+                        "token": token,
+                        "expires": expires,
+                    },
+                )
+            # and a leaf page done before the upgrade, with its fetch, page and link
+            done = f"{site.url}p/20.html"
+            conn.execute(
+                text(
+                    "INSERT INTO frontier (id, crawl_id, url, url_key, host, depth, redirect_hops,"
+                    " state, attempts, next_attempt_at) VALUES (3, 1, :url, :key, :host, 4, 0,"
+                    " 'done', 1, 0)"
+                ),
+                {"url": done, "key": url_key(done), "host": host},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO fetches (id, crawl_id, frontier_id, run_id, worker, url, attempt,"
+                    " started_at, status, body_bytes, queue_wait_s, total_s) VALUES (1, 1, 3, 1,"
+                    " 'w', :url, 1, 0, 200, 10, 0, 0.1)"
+                ),
+                {"url": done},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO pages (id, crawl_id, frontier_id, fetch_id, url, link_count,"
+                    " content_hash) VALUES (1, 1, 3, 1, :url, 1, 'h')"
+                ),
+                {"url": done},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO links (page_id, position, url, anchor_text, rel, nofollow,"
+                    " followed) VALUES (1, 0, :url, '', '', 0, 1)"
+                ),
+                {"url": site.url},
+            )
+        migrate.upgrade(engine)
+        engine.dispose()
+        # the frontier table was rebuilt: what refers to it is all still there
+        assert query(db, "SELECT count(*) FROM fetches") == [(1,)]
+        assert query(db, "SELECT count(*) FROM pages") == [(1,)]
+        assert query(db, "SELECT count(*) FROM links") == [(1,)]
+        assert query(db, "SELECT frontier_id, run_id, token FROM leases") == [(1, 1, "a" * 32)]
+        assert query(db, "SELECT state FROM frontier ORDER BY id") == [
+            ("leased",),
+            ("retry",),
+            ("done",),
+        ]
+        assert query(db, "SELECT host, queued, in_flight, retrying FROM hosts") == [(host, 0, 1, 1)]
+        resumed = cli("resume", "old", "--json", "--db", db)
+    assert resumed.returncode == 0, resumed.stderr
+    assert last_json(resumed.stdout)["pages"] == 30
+    assert query(db, "SELECT count(*) FROM leases") == [(0,)]

@@ -1,5 +1,5 @@
-"""Host-first leasing: per-host counts of URLs by state, a retry state, indexes that read only
-the rows a lease needs; runs say why they failed
+"""Host-first leasing: per-host counts of URLs by state, a retry state, leases in a table of
+their own, indexes that read only the rows a lease needs; runs say why they failed
 
 Revision ID: 0003
 Revises: 0002
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from alembic import op
 
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -30,6 +31,40 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("leased_at", sa.Float(), server_default="0", nullable=False))
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("error", sa.Text(), nullable=True))
+
+    op.create_table(
+        "leases",
+        sa.Column("frontier_id", ID, autoincrement=False, nullable=False),
+        sa.Column("crawl_id", ID, nullable=False),
+        sa.Column("host", sa.String(length=300), nullable=False),
+        sa.Column("run_id", ID, nullable=False),
+        sa.Column("token", sa.String(length=40), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["crawl_id"], ["crawls.id"], name=op.f("fk_leases_crawl_id_crawls"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["frontier_id"],
+            ["frontier.id"],
+            name=op.f("fk_leases_frontier_id_frontier"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_leases_run_id_runs")),
+        sa.PrimaryKeyConstraint("frontier_id", name=op.f("pk_leases")),
+    )
+    op.create_index("ix_leases_expiry", "leases", ["crawl_id", "expires_at"], unique=False)
+    op.create_index("ix_leases_run", "leases", ["run_id"], unique=False)
+    op.execute(
+        """
+        INSERT INTO leases (frontier_id, crawl_id, host, run_id, token, expires_at)
+        SELECT id, crawl_id, host, lease_owner, lease_token, lease_expires_at FROM frontier
+        WHERE state = 'leased' AND lease_owner IS NOT NULL
+        """
+    )
+    # (a URL marked leased with no owner was nobody's: it is queued again)
+    op.execute(
+        "UPDATE frontier SET state = 'queued' WHERE state = 'leased' AND lease_owner IS NULL"
+    )
 
     # A queued URL with a retry time was a retry: it waits in its own state now (a lease moves
     # it back to queued once it is due). Every host with URLs gets a row, and the counts.
@@ -55,15 +90,12 @@ def upgrade() -> None:
     with op.batch_alter_table("frontier", schema=None) as batch_op:
         batch_op.drop_index("ix_frontier_lease")
         batch_op.drop_index("ix_frontier_host")
+        batch_op.drop_constraint("fk_frontier_lease_owner_runs", type_="foreignkey")
+        batch_op.drop_column("lease_expires_at")
+        batch_op.drop_column("lease_token")
+        batch_op.drop_column("lease_owner")
         batch_op.create_index(
             "ix_frontier_host", ["crawl_id", "host", "state", "depth", "url_key"], unique=False
-        )
-        batch_op.create_index(
-            "ix_frontier_lapse",
-            ["crawl_id", "lease_expires_at"],
-            unique=False,
-            sqlite_where=sa.text("state = 'leased'"),
-            postgresql_where=sa.text("state = 'leased'"),
         )
         batch_op.create_index(
             "ix_frontier_retry",
@@ -86,8 +118,24 @@ def downgrade() -> None:
     with op.batch_alter_table("hosts", schema=None) as batch_op:
         batch_op.drop_index("ix_hosts_ready")
     with op.batch_alter_table("frontier", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("lease_owner", ID, nullable=True))
+        batch_op.add_column(sa.Column("lease_token", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("lease_expires_at", sa.Float(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_frontier_lease_owner_runs"), "runs", ["lease_owner"], ["id"]
+        )
+    op.execute(
+        """
+        UPDATE frontier SET
+            lease_owner = (SELECT run_id FROM leases WHERE frontier_id = frontier.id),
+            lease_token = (SELECT substr(token, 1, 32) FROM leases WHERE frontier_id = frontier.id),
+            lease_expires_at = (SELECT expires_at FROM leases WHERE frontier_id = frontier.id)
+        WHERE state = 'leased'
+        """
+    )
+    op.drop_table("leases")
+    with op.batch_alter_table("frontier", schema=None) as batch_op:
         batch_op.drop_index("ix_frontier_retry")
-        batch_op.drop_index("ix_frontier_lapse")
         batch_op.drop_index("ix_frontier_host")
         batch_op.create_index(
             "ix_frontier_host", ["crawl_id", "host", "state", "depth"], unique=False

@@ -14,21 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import (
-    Connection,
-    String,
-    bindparam,
-    cast,
-    func,
-    literal,
-    literal_column,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, bindparam, func, insert, literal_column, or_, select, update
 
 from crawler.frontier.recovery import give_up, promote_due_retries, reclaim_lapsed
-from crawler.frontier.tables import crawls_t, frontier_t, hosts_t, in_state
+from crawler.frontier.tables import crawls_t, frontier_t, hosts_t, in_state, leases_t
 from crawler.model import FetchTask
 from crawler.policy.admission import (
     GIVE_UP,
@@ -89,6 +78,7 @@ def lease(
     reclaim_lapsed(conn, request.crawl_id, now)
     budget_left = _budget_left(conn, request)
     taken_rows: list = []
+    taken_hosts: list[str] = []
     host_updates: list[dict] = []
     fresh_total = 0
     for host in _claim_due_hosts(conn, request, n, now, held):
@@ -130,6 +120,7 @@ def lease(
         for row, reason in skipped:
             _skip(conn, [row], reason)
         taken_rows.extend(taken)
+        taken_hosts.extend([host.host] * len(taken))
         result.skipped += len(skipped)
         result.given_up += len(gave_up)
         host_updates.append(
@@ -143,7 +134,7 @@ def lease(
                 cap=admitted.cap,
             )
         )
-    result.tasks = _lease_rows(conn, request, taken_rows, now)
+    result.tasks = _lease_rows(conn, request, taken_rows, taken_hosts, now)
     if host_updates:
         conn.execute(_UPDATE_HOST, host_updates)
     if fresh_total:
@@ -208,17 +199,14 @@ def _host_update(
 def adopt(conn: Connection, request: LeaseRequest, now: float) -> list[FetchTask]:
     """The leases a lease made before its commit was cut off (the connection dropped as it
     committed): tried again, a lease first takes up what it may already hold."""
-    f = frontier_t.c
+    f, lease_c = frontier_t.c, leases_t.c
     rows = conn.execute(
-        select(f.id, f.url, f.depth, f.attempts, f.redirect_hops, f.lease_token).where(
-            f.crawl_id == request.crawl_id,
-            in_state(LEASED),
-            f.lease_owner == request.run_id,
-            f.lease_token.startswith(request.token_prefix),
-        )
+        select(f.id, f.url, f.depth, f.attempts, f.redirect_hops, lease_c.token)
+        .join(leases_t, lease_c.frontier_id == f.id)
+        .where(lease_c.run_id == request.run_id, lease_c.token.startswith(request.token_prefix))
     ).all()
     return [
-        FetchTask(row.id, row.url, row.depth, row.lease_token, row.attempts, row.redirect_hops, now)
+        FetchTask(row.id, row.url, row.depth, row.token, row.attempts, row.redirect_hops, now)
         for row in rows
     ]
 
@@ -314,23 +302,20 @@ def _pick(rows, level: int, admitted: Admit, view: HostView, budget_left, rules:
     return taken, skipped, gave_up, fresh
 
 
-def _lease_rows(conn: Connection, request: LeaseRequest, rows: list, now: float) -> list[FetchTask]:
-    """One statement for a host's URLs: each row's token is the lease's prefix and its id."""
+def _lease_rows(
+    conn: Connection, request: LeaseRequest, rows: list, hosts: list[str], now: float
+) -> list[FetchTask]:
+    """The URLs change state (a word of the same length: their rows keep their size) and get
+    a row each in `leases`; each token is the lease's prefix and the URL's id."""
     if not rows:
         return []
     f = frontier_t.c
     conn.execute(
         update(frontier_t)
         .where(f.id.in_([row.id for row in rows]))
-        .values(
-            state=LEASED,
-            lease_owner=request.run_id,
-            lease_token=literal(request.token_prefix, String) + cast(f.id, String),
-            lease_expires_at=now + request.lease_seconds,
-            attempts=f.attempts + 1,
-        )
+        .values(state=LEASED, attempts=f.attempts + 1)
     )
-    return [
+    tasks = [
         FetchTask(
             frontier_id=row.id,
             url=row.url,
@@ -342,3 +327,18 @@ def _lease_rows(conn: Connection, request: LeaseRequest, rows: list, now: float)
         )
         for row in rows
     ]
+    conn.execute(
+        insert(leases_t),
+        [
+            {
+                "frontier_id": task.frontier_id,
+                "crawl_id": request.crawl_id,
+                "host": host,
+                "run_id": request.run_id,
+                "token": task.lease_token,
+                "expires_at": now + request.lease_seconds,
+            }
+            for task, host in zip(tasks, hosts, strict=True)
+        ],
+    )
+    return tasks

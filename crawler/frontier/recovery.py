@@ -1,15 +1,15 @@
 """Work that comes back to the queue: retries that are due, leases that lapsed in a dead
 run's hands, leases a run gives back when it stops, tasks whose worker died.
 
-Each finds its rows through an index that holds only the rows of one state (retry, leased),
-so the cost follows the work that comes back, never the length of the queue.
+Each finds its rows through the small table of leases or an index that holds only the URLs
+waiting for a retry, so the cost follows the work that comes back, never the queue's length.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from crawler.fetch.errors import ErrorKind
 from crawler.frontier.tables import (
@@ -19,6 +19,7 @@ from crawler.frontier.tables import (
     fetches_t,
     frontier_t,
     in_state,
+    leases_t,
     lock_hosts,
     robots_t,
 )
@@ -26,7 +27,6 @@ from crawler.model import FetchTask
 from crawler.store.models import FAILED, LEASED, QUEUED, RETRY
 
 CHUNK = 1000
-_NO_LEASE = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 
 
 def promote_due_retries(conn: Connection, crawl_id: int, now: float) -> int:
@@ -57,27 +57,95 @@ def promote_due_retries(conn: Connection, crawl_id: int, now: float) -> int:
 def reclaim_lapsed(conn: Connection, crawl_id: int, now: float) -> int:
     """Leases that lapsed (their run died, or stopped answering) go back to the queue. Their
     attempt counts: a URL that keeps killing its runs is given up when it is next leased."""
-    f = frontier_t.c
+    lease_c = leases_t.c
     lapsed = conn.execute(
-        select(f.id, f.host)
-        .where(f.crawl_id == crawl_id, in_state(LEASED), f.lease_expires_at < now)
+        select(lease_c.frontier_id, lease_c.host)
+        .where(lease_c.crawl_id == crawl_id, lease_c.expires_at < now)
         .limit(CHUNK)
     ).all()
-    if not lapsed:
+    return _requeue(conn, crawl_id, lapsed, lease_c.expires_at < now)
+
+
+def release_runs(conn: Connection, crawl_id: int, run_ids: list[int], *, refund: bool) -> int:
+    """Give back at once the leases of runs known to be gone, and their robots.txt claims. A
+    run that stopped cleanly (Ctrl-C) refunds the attempt: its look-ahead was never tried, and
+    a URL back at zero attempts is taken off the page budgets again. A run that died does not
+    refund: the URL may be what killed it, and max_attempts must stop that."""
+    if not run_ids:
         return 0
-    lock_hosts(conn, crawl_id, {row.host for row in lapsed})
+    conn.execute(
+        update(robots_t)
+        .where(robots_t.c.crawl_id == crawl_id, robots_t.c.claimed_by.in_(run_ids))
+        .values(claimed_by=None, claim_expires_at=0.0)
+    )
+    lease_c = leases_t.c
+    held = conn.execute(
+        select(lease_c.frontier_id, lease_c.host).where(
+            lease_c.crawl_id == crawl_id, lease_c.run_id.in_(run_ids)
+        )
+    ).all()
+    return _requeue(conn, crawl_id, held, lease_c.run_id.in_(run_ids), refund=refund)
+
+
+def give_back(conn: Connection, crawl_id: int, tasks: list[FetchTask]) -> int:
+    """Return leased URLs whose results will never come (their worker died). The attempt
+    counts, so a URL that keeps killing workers ends as failed."""
+    lease_c = leases_t.c
+    held = conn.execute(
+        select(lease_c.frontier_id, lease_c.host).where(
+            lease_c.frontier_id.in_([t.frontier_id for t in tasks])
+        )
+    ).all()
+    still_theirs = lease_c.token.in_([t.lease_token for t in tasks])
+    return _requeue(conn, crawl_id, held, still_theirs)
+
+
+def _requeue(
+    conn: Connection, crawl_id: int, leases: list, still: object, *, refund: bool = False
+) -> int:
+    """End the given leases (those for which `still` holds once their hosts are locked) and
+    queue their URLs again, counts and all; with `refund`, their attempt is given back, and a
+    URL back at zero attempts is off the page budgets again."""
+    if not leases:
+        return 0
+    lease_c = leases_t.c
+    lock_hosts(conn, crawl_id, {row.host for row in leases})
+    ended = (
+        conn.execute(
+            delete(leases_t)
+            .where(lease_c.frontier_id.in_([row.frontier_id for row in leases]), still)
+            .returning(lease_c.frontier_id)
+        )
+        .scalars()
+        .all()
+    )
+    if not ended:
+        return 0
+    f = frontier_t.c
+    values: dict = {"state": QUEUED}
+    if refund:
+        values["attempts"] = f.attempts - 1
     requeued = conn.execute(
         update(frontier_t)
-        .where(f.id.in_([row.id for row in lapsed]), in_state(LEASED), f.lease_expires_at < now)
-        .values(state=QUEUED, **_NO_LEASE)
-        .returning(f.host)
-    ).scalars()
+        .where(f.id.in_(ended), in_state(LEASED))
+        .values(**values)
+        .returning(f.host, f.attempts)
+    ).all()
     changes: dict[str, HostCounts] = defaultdict(HostCounts)
-    for host in requeued:
+    for host, attempts in requeued:
         changes[host].in_flight -= 1
         changes[host].queued += 1
+        if refund and attempts == 0:
+            changes[host].started -= 1
     bump_counts(conn, crawl_id, changes)
-    return sum(c.queued for c in changes.values())
+    refunded = -sum(c.started for c in changes.values())
+    if refunded:
+        conn.execute(
+            update(crawls_t)
+            .where(crawls_t.c.id == crawl_id)
+            .values(urls_started=crawls_t.c.urls_started - refunded)
+        )
+    return len(requeued)
 
 
 def give_up(conn: Connection, crawl_id: int, run_id: int, rows: list, now: float) -> None:
@@ -85,9 +153,7 @@ def give_up(conn: Connection, crawl_id: int, run_id: int, rows: list, now: float
     them) are marked failed, with a fetch row saying so, so that an export shows them. The
     caller holds their hosts' rows and counts them off `queued`."""
     conn.execute(
-        update(frontier_t)
-        .where(frontier_t.c.id.in_([row.id for row in rows]))
-        .values(state=FAILED, **_NO_LEASE)
+        update(frontier_t).where(frontier_t.c.id.in_([row.id for row in rows])).values(state=FAILED)
     )
     conn.execute(
         insert(fetches_t),
@@ -109,71 +175,3 @@ def give_up(conn: Connection, crawl_id: int, run_id: int, rows: list, now: float
             for row in rows
         ],
     )
-
-
-def release_runs(conn: Connection, crawl_id: int, run_ids: list[int], *, refund: bool) -> int:
-    """Give back at once the leases of runs known to be gone, and their robots.txt claims. A
-    run that stopped cleanly (Ctrl-C) refunds the attempt: its look-ahead was never tried, and
-    a URL back at zero attempts is taken off the page budgets again. A run that died does not
-    refund: the URL may be what killed it, and max_attempts must stop that."""
-    if not run_ids:
-        return 0
-    f = frontier_t.c
-    conn.execute(
-        update(robots_t)
-        .where(robots_t.c.crawl_id == crawl_id, robots_t.c.claimed_by.in_(run_ids))
-        .values(claimed_by=None, claim_expires_at=0.0)
-    )
-    held = conn.execute(
-        select(f.id, f.host).where(
-            f.crawl_id == crawl_id, in_state(LEASED), f.lease_owner.in_(run_ids)
-        )
-    ).all()
-    if not held:
-        return 0
-    lock_hosts(conn, crawl_id, {row.host for row in held})
-    values: dict = {"state": QUEUED, **_NO_LEASE}
-    if refund:
-        values["attempts"] = f.attempts - 1
-    released = conn.execute(
-        update(frontier_t)
-        .where(f.id.in_([row.id for row in held]), in_state(LEASED), f.lease_owner.in_(run_ids))
-        .values(**values)
-        .returning(f.host, f.attempts)
-    ).all()
-    changes: dict[str, HostCounts] = defaultdict(HostCounts)
-    for host, attempts in released:
-        changes[host].in_flight -= 1
-        changes[host].queued += 1
-        if refund and attempts == 0:
-            changes[host].started -= 1
-    bump_counts(conn, crawl_id, changes)
-    refunded = -sum(c.started for c in changes.values())
-    if refunded:
-        conn.execute(
-            update(crawls_t)
-            .where(crawls_t.c.id == crawl_id)
-            .values(urls_started=crawls_t.c.urls_started - refunded)
-        )
-    return len(released)
-
-
-def give_back(conn: Connection, crawl_id: int, tasks: list[FetchTask]) -> int:
-    """Return leased URLs whose results will never come (their worker died). The attempt
-    counts, so a URL that keeps killing workers ends as failed."""
-    f = frontier_t.c
-    rows = conn.execute(select(f.host).where(f.id.in_([t.frontier_id for t in tasks]))).scalars()
-    lock_hosts(conn, crawl_id, set(rows))
-    changes: dict[str, HostCounts] = defaultdict(HostCounts)
-    for task in tasks:
-        host = conn.execute(
-            update(frontier_t)
-            .where(f.id == task.frontier_id, f.lease_token == task.lease_token, in_state(LEASED))
-            .values(state=QUEUED, **_NO_LEASE)
-            .returning(f.host)
-        ).scalar()
-        if host is not None:
-            changes[host].in_flight -= 1
-            changes[host].queued += 1
-    bump_counts(conn, crawl_id, changes)
-    return sum(c.queued for c in changes.values())

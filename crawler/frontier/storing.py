@@ -12,7 +12,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, case, insert, update
+from sqlalchemy import Connection, case, delete, insert, update
 
 from crawler.frontier.enqueue import enqueue
 from crawler.frontier.tables import (
@@ -24,6 +24,7 @@ from crawler.frontier.tables import (
     hosts_t,
     in_state,
     insert_with_ids,
+    leases_t,
     links_t,
     lock_hosts,
     pages_t,
@@ -131,33 +132,35 @@ def store_batch(
 
 
 def _close_leases(conn: Connection, plan: BatchPlan) -> set[int]:
-    """Each result's URL is done, failed, or waits for a retry, if its lease still holds;
-    returns the ids of those closed."""
-    f = frontier_t.c
+    """Each result's URL is done, failed, or waits for a retry, if its lease still holds (its
+    row in `leases` has the token it was fetched under); returns the ids of those closed."""
+    tasks = [r.task for r in plan.results]
+    lease_c = leases_t.c
+    closed = set(
+        conn.execute(
+            delete(leases_t)
+            .where(
+                lease_c.frontier_id.in_([t.frontier_id for t in tasks]),
+                lease_c.token.in_([t.lease_token for t in tasks]),
+            )
+            .returning(lease_c.frontier_id)
+        ).scalars()
+    )
     groups: dict[str, list[int]] = defaultdict(list)
     for i, outcome in enumerate(plan.outcomes):
-        groups[outcome.state].append(i)
-    closed: set[int] = set()
+        if tasks[i].frontier_id in closed:
+            groups[outcome.state].append(i)
+    f = frontier_t.c
     for state, members in groups.items():
-        tasks = [plan.results[i].task for i in members]
-        values: dict = {"state": state, "lease_owner": None, "lease_token": None}
-        values["lease_expires_at"] = None
+        values: dict = {"state": state}
         if state == RETRY:
             values["next_attempt_at"] = case(
-                {plan.results[i].task.frontier_id: plan.outcomes[i].retry_at for i in members},
-                value=f.id,
+                {tasks[i].frontier_id: plan.outcomes[i].retry_at for i in members}, value=f.id
             )
-        closed.update(
-            conn.execute(
-                update(frontier_t)
-                .where(
-                    f.id.in_([t.frontier_id for t in tasks]),
-                    f.lease_token.in_([t.lease_token for t in tasks]),
-                    in_state(LEASED),
-                )
-                .values(**values)
-                .returning(f.id)
-            ).scalars()
+        conn.execute(
+            update(frontier_t)
+            .where(f.id.in_([tasks[i].frontier_id for i in members]), in_state(LEASED))
+            .values(**values)
         )
     return closed
 

@@ -14,10 +14,11 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, literal_colum
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from crawler.store.models import Crawl, Fetch, FrontierEntry, Host, Page, PageLink, Robots
+from crawler.store.models import Crawl, Fetch, FrontierEntry, Host, Lease, Page, PageLink, Robots
 
 frontier_t = FrontierEntry.__table__
 hosts_t = Host.__table__
+leases_t = Lease.__table__
 crawls_t = Crawl.__table__
 fetches_t = Fetch.__table__
 pages_t = Page.__table__

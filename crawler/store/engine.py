@@ -58,6 +58,7 @@ def _sqlite_pragmas(read_only: bool, busy_timeout_ms: int):
         else:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -69,7 +70,10 @@ def _sqlite_begin(conn) -> None:
     # A writer takes the write lock at BEGIN, so two writers queue on busy_timeout instead of
     # failing with "database is locked" when a read transaction tries to upgrade. Readers
     # (opened with `reading()`) begin deferred and never block a writer under WAL.
-    if conn.get_execution_options().get("read_only"):
+    options = conn.get_execution_options()
+    if options.get("foreign_keys_off"):  # only outside a transaction does this take effect
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    if options.get("read_only"):
         conn.exec_driver_sql("BEGIN")
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")

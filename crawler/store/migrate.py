@@ -38,22 +38,38 @@ def head_revision() -> str:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to `revision`; a no-op when the schema is already there. On PostgreSQL, workers
     starting together on a fresh database take turns (an advisory lock for the transaction)."""
+    _migrate(engine, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    _migrate(engine, lambda config: command.downgrade(config, revision))
+
+
+def _migrate(engine: Engine, step) -> None:
+    """One transaction. On SQLite, foreign keys are off meanwhile: Alembic's batch mode
+    rebuilds a table by copying it and dropping the old one, and with them on, the drop would
+    delete every row that refers to it (a frontier rebuilt would take the crawl's fetches,
+    pages and links with it). The keys are checked before the commit, and the connections
+    that had them off are closed after it."""
     config = alembic_config(engine)
 
     def migrate(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config)
+        if connection.dialect.name == "sqlite":
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"migration left rows with dangling references: {broken[:5]}")
 
-    retrying(engine, migrate)
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    if engine.dialect.name != "sqlite":
+        retrying(engine, migrate)
+        return
+    try:
+        retrying(engine.execution_options(foreign_keys_off=True), migrate)
+    finally:
+        engine.dispose()
 
 
 def current_revision(conn: Connection) -> str | None:

@@ -80,15 +80,8 @@ class FrontierEntry(Base):
         # A lease takes one host's ready URLs shallowest first, then in key order; the host's
         # shallowest leased depth is one seek too.
         Index("ix_frontier_host", "crawl_id", "host", "state", "depth", "url_key"),
-        # Leases that lapsed (their run died) and retries that are due: each index holds only
-        # the rows in its state, so finding the due ones never reads the rest of the queue.
-        Index(
-            "ix_frontier_lapse",
-            "crawl_id",
-            "lease_expires_at",
-            sqlite_where=text("state = 'leased'"),
-            postgresql_where=text("state = 'leased'"),
-        ),
+        # Retries that are due: the index holds only the rows waiting for one, so finding the
+        # due ones never reads the rest of the queue.
         Index(
             "ix_frontier_retry",
             "crawl_id",
@@ -107,14 +100,32 @@ class FrontierEntry(Base):
     redirect_hops: Mapped[int] = mapped_column(Integer, default=0, doc="redirects to get here")
     state: Mapped[str] = mapped_column(String(10), default=QUEUED, doc="|".join(STATES))
     attempts: Mapped[int] = mapped_column(Integer, default=0, doc="times leased")
-    lease_owner: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), doc="run holding it")
-    lease_token: Mapped[str | None] = mapped_column(String(32), doc="fences late completions")
-    lease_expires_at: Mapped[float | None] = mapped_column(Float)
     next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0, doc="for state=retry")
     found_from: Mapped[int | None] = mapped_column(
         ForeignKey("frontier.id"), doc="the page (or redirect) that first led here"
     )
     skip_reason: Mapped[str | None] = mapped_column(String(100), doc="why it was never fetched")
+
+
+class Lease(Base):
+    """A URL in flight: which run holds it, until when, and the token that fences a late
+    result. Kept apart from the frontier's wide rows so that leasing and completing, the
+    hottest writes of a crawl, touch one small table and leave the URL's row its size."""
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        Index("ix_leases_expiry", "crawl_id", "expires_at"),
+        Index("ix_leases_run", "run_id"),
+    )
+
+    frontier_id: Mapped[int] = mapped_column(
+        ForeignKey("frontier.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(300), doc="the URL's host, for its counts")
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), doc="the run holding it")
+    token: Mapped[str] = mapped_column(String(40), doc="fences a result from a lapsed lease")
+    expires_at: Mapped[float] = mapped_column(Float, doc="epoch seconds; then it lapses")
 
 
 class Host(Base):
