@@ -30,10 +30,11 @@ from rich.table import Table
 from sqlalchemy import Engine, insert
 
 from crawler.frontier.repository import Frontier
+from crawler.frontier.tables import insert_with_ids
 from crawler.model import FetchResult, Timings
 from crawler.policy.rules import CrawlRules
 from crawler.store import make_engine, migrate
-from crawler.store.models import Crawl, FrontierEntry, Host, Run
+from crawler.store.models import Crawl, FrontierEntry, Host, ReadyURL, Run
 from crawler.urls import Scope, url_key
 
 OUT = Path("bench-out")
@@ -98,7 +99,23 @@ def populate(engine: Engine, queued: int, hosts: int) -> tuple[int, int, list[st
                 }
             )
         with engine.begin() as conn:
-            conn.execute(insert(FrontierEntry.__table__), rows)
+            ids = insert_with_ids(conn, FrontierEntry.__table__, rows)
+            conn.execute(
+                insert(ReadyURL.__table__),
+                [
+                    {
+                        "crawl_id": crawl_id,
+                        "host": row["host"],
+                        "depth": 1,
+                        "url_key": row["url_key"],
+                        "frontier_id": id_,
+                        "url": row["url"],
+                        "attempts": 0,
+                        "redirect_hops": 0,
+                    }
+                    for id_, row in zip(ids, rows, strict=True)
+                ],
+            )
     return crawl_id, run_id, [f"http://{name}/" for name in names]
 
 

@@ -56,7 +56,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, backend):
         process.wait()
         partial = len(stored_pages(db_url))
         assert 60 <= partial < 300, "the crawl was not killed mid-way"
-        leased = query(db_url, "SELECT count(*) FROM frontier WHERE state = 'leased'")[0][0]
+        leased = query(db_url, "SELECT count(*) FROM leases")[0][0]
         assert leased > 0, "the kill should have left work in flight"
 
         started = time.monotonic()
@@ -108,7 +108,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_crawl_resumes(tmp_path, stop, b
         assert "Traceback" not in stderr and "crawler resume stopped" in stderr
         assert 40 <= len(stored_pages(db_url)) < 300
         # the stopped run gave its leases back and recorded itself
-        assert query(db_url, "SELECT count(*) FROM frontier WHERE state = 'leased'") == [(0,)]
+        assert query(db_url, "SELECT count(*) FROM leases") == [(0,)]
         assert query(db_url, "SELECT state FROM runs") == [("interrupted",)]
         resumed = cli("resume", "stopped", *backend_flags(backend), "--json", "--db", db_url)
         assert resumed.returncode == 0, resumed.stderr

@@ -19,6 +19,7 @@ TABLES = {
     "runs",
     "hosts",
     "leases",
+    "ready",
     "robots",
     "alembic_version",
 }
@@ -201,10 +202,11 @@ def test_a_crawl_stored_at_schema_0002_upgrades_and_resumes(tmp_path):
         assert query(db, "SELECT count(*) FROM links") == [(1,)]
         assert query(db, "SELECT frontier_id, run_id, token FROM leases") == [(1, 1, "a" * 32)]
         assert query(db, "SELECT state FROM frontier ORDER BY id") == [
-            ("leased",),
+            ("queued",),  # in flight: its lease says so
             ("retry",),
             ("done",),
         ]
+        assert query(db, "SELECT count(*) FROM ready") == [(0,)]
         assert query(db, "SELECT host, queued, in_flight, retrying FROM hosts") == [(host, 0, 1, 1)]
         resumed = cli("resume", "old", "--json", "--db", db)
     assert resumed.returncode == 0, resumed.stderr

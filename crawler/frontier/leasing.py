@@ -14,10 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import Connection, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy import Connection, bindparam, func, literal_column, or_, select, update
 
 from crawler.frontier.recovery import give_up, promote_due_retries, reclaim_lapsed
-from crawler.frontier.tables import crawls_t, frontier_t, hosts_t, in_state, leases_t
+from crawler.frontier.tables import (
+    crawls_t,
+    frontier_t,
+    hosts_t,
+    insert_rows,
+    leases_t,
+    ready_t,
+    unready,
+)
 from crawler.model import FetchTask
 from crawler.policy.admission import (
     GIVE_UP,
@@ -36,7 +44,7 @@ from crawler.policy.admission import (
     host_wait,
 )
 from crawler.policy.rules import CrawlRules
-from crawler.store.models import LEASED, QUEUED, SKIPPED
+from crawler.store.models import SKIPPED
 from crawler.urls import origin_of
 
 
@@ -78,7 +86,6 @@ def lease(
     reclaim_lapsed(conn, request.crawl_id, now)
     budget_left = _budget_left(conn, request)
     taken_rows: list = []
-    taken_hosts: list[str] = []
     host_updates: list[dict] = []
     fresh_total = 0
     for host in _claim_due_hosts(conn, request, n, now, held):
@@ -99,7 +106,7 @@ def lease(
         pending = robots is not None and robots.sitemaps_pending(origin)
         admitted = admit_host(view, mine, verdict, pending, request.rules, now)
         if isinstance(admitted, GiveUpHost):
-            _skip(conn, rows, admitted.reason)
+            _skip(conn, request.crawl_id, rows, admitted.reason)
             host_updates.append(_host_update(host, now, skipped=len(rows)))
             result.skipped += len(rows)
             continue
@@ -118,9 +125,8 @@ def lease(
         if gave_up:
             give_up(conn, request.crawl_id, request.run_id, gave_up, now)
         for row, reason in skipped:
-            _skip(conn, [row], reason)
+            _skip(conn, request.crawl_id, [row], reason)
         taken_rows.extend(taken)
-        taken_hosts.extend([host.host] * len(taken))
         result.skipped += len(skipped)
         result.given_up += len(gave_up)
         host_updates.append(
@@ -134,7 +140,7 @@ def lease(
                 cap=admitted.cap,
             )
         )
-    result.tasks = _lease_rows(conn, request, taken_rows, taken_hosts, now)
+    result.tasks = _lease_rows(conn, request, taken_rows, now)
     if host_updates:
         conn.execute(_UPDATE_HOST, host_updates)
     if fresh_total:
@@ -147,16 +153,25 @@ def lease(
 
 
 # Built once: a lease runs these for every host it claims.
-_f = frontier_t.c
+_r, _l = ready_t.c, leases_t.c
 _leased_min = (
-    select(func.min(_f.depth))
-    .where(_f.crawl_id == bindparam("b_crawl"), _f.host == bindparam("b_host"), in_state(LEASED))
+    select(func.min(_l.depth))
+    .where(_l.crawl_id == bindparam("b_crawl"), _l.host == bindparam("b_host"))
     .scalar_subquery()
 )
 _READY_URLS = (
-    select(_f.id, _f.url, _f.depth, _f.attempts, _f.redirect_hops, _leased_min.label("leased_min"))
-    .where(_f.crawl_id == bindparam("b_crawl"), _f.host == bindparam("b_host"), in_state(QUEUED))
-    .order_by(_f.depth, _f.url_key)
+    select(
+        _r.frontier_id.label("id"),
+        _r.host,
+        _r.depth,
+        _r.url_key,
+        _r.url,
+        _r.attempts,
+        _r.redirect_hops,
+        _leased_min.label("leased_min"),
+    )
+    .where(_r.crawl_id == bindparam("b_crawl"), _r.host == bindparam("b_host"))
+    .order_by(_r.depth, _r.url_key)
     .limit(bindparam("b_limit"))
 )
 _UPDATE_HOST = (
@@ -199,14 +214,16 @@ def _host_update(
 def adopt(conn: Connection, request: LeaseRequest, now: float) -> list[FetchTask]:
     """The leases a lease made before its commit was cut off (the connection dropped as it
     committed): tried again, a lease first takes up what it may already hold."""
-    f, lease_c = frontier_t.c, leases_t.c
+    lease_c = leases_t.c
     rows = conn.execute(
-        select(f.id, f.url, f.depth, f.attempts, f.redirect_hops, lease_c.token)
-        .join(leases_t, lease_c.frontier_id == f.id)
-        .where(lease_c.run_id == request.run_id, lease_c.token.startswith(request.token_prefix))
+        select(leases_t).where(
+            lease_c.run_id == request.run_id, lease_c.token.startswith(request.token_prefix)
+        )
     ).all()
     return [
-        FetchTask(row.id, row.url, row.depth, row.token, row.attempts, row.redirect_hops, now)
+        FetchTask(
+            row.frontier_id, row.url, row.depth, row.token, row.attempt, row.redirect_hops, now
+        )
         for row in rows
     ]
 
@@ -260,7 +277,9 @@ def _claim_due_hosts(
     return conn.execute(query).all()
 
 
-def _skip(conn: Connection, rows: list, reason: str) -> None:
+def _skip(conn: Connection, crawl_id: int, rows: list, reason: str) -> None:
+    """Ready URLs that will never be fetched: out of `ready`, skipped, with the reason."""
+    unready(conn, crawl_id, rows)
     conn.execute(
         update(frontier_t)
         .where(frontier_t.c.id.in_([row.id for row in rows]))
@@ -302,19 +321,12 @@ def _pick(rows, level: int, admitted: Admit, view: HostView, budget_left, rules:
     return taken, skipped, gave_up, fresh
 
 
-def _lease_rows(
-    conn: Connection, request: LeaseRequest, rows: list, hosts: list[str], now: float
-) -> list[FetchTask]:
-    """The URLs change state (a word of the same length: their rows keep their size) and get
-    a row each in `leases`; each token is the lease's prefix and the URL's id."""
+def _lease_rows(conn: Connection, request: LeaseRequest, rows: list, now: float) -> list[FetchTask]:
+    """The URLs move from `ready` to `leases`; their frontier rows are not touched. Each
+    token is the lease's prefix and the URL's id."""
     if not rows:
         return []
-    f = frontier_t.c
-    conn.execute(
-        update(frontier_t)
-        .where(f.id.in_([row.id for row in rows]))
-        .values(state=LEASED, attempts=f.attempts + 1)
-    )
+    unready(conn, request.crawl_id, rows)
     tasks = [
         FetchTask(
             frontier_id=row.id,
@@ -327,18 +339,24 @@ def _lease_rows(
         )
         for row in rows
     ]
-    conn.execute(
-        insert(leases_t),
+    insert_rows(
+        conn,
+        leases_t,
         [
             {
-                "frontier_id": task.frontier_id,
+                "frontier_id": row.id,
                 "crawl_id": request.crawl_id,
-                "host": host,
+                "host": row.host,
+                "depth": row.depth,
+                "url_key": row.url_key,
+                "url": row.url,
+                "attempt": task.attempt,
+                "redirect_hops": row.redirect_hops,
                 "run_id": request.run_id,
                 "token": task.lease_token,
                 "expires_at": now + request.lease_seconds,
             }
-            for task, host in zip(tasks, hosts, strict=True)
+            for task, row in zip(tasks, rows, strict=True)
         ],
     )
     return tasks

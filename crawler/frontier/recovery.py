@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, update
 
 from crawler.fetch.errors import ErrorKind
 from crawler.frontier.tables import (
@@ -19,18 +19,22 @@ from crawler.frontier.tables import (
     fetches_t,
     frontier_t,
     in_state,
+    insert_rows,
     leases_t,
     lock_hosts,
+    ready_row,
+    ready_t,
     robots_t,
+    unready,
 )
 from crawler.model import FetchTask
-from crawler.store.models import FAILED, LEASED, QUEUED, RETRY
+from crawler.store.models import FAILED, QUEUED, RETRY
 
 CHUNK = 1000
 
 
 def promote_due_retries(conn: Connection, crawl_id: int, now: float) -> int:
-    """Retries whose time has come are queued again."""
+    """Retries whose time has come are ready again."""
     f = frontier_t.c
     due = conn.execute(
         select(f.id, f.host)
@@ -40,18 +44,13 @@ def promote_due_retries(conn: Connection, crawl_id: int, now: float) -> int:
     if not due:
         return 0
     lock_hosts(conn, crawl_id, {row.host for row in due})
-    hosts = conn.execute(
+    promoted = conn.execute(
         update(frontier_t)
         .where(f.id.in_([row.id for row in due]), in_state(RETRY), f.next_attempt_at <= now)
         .values(state=QUEUED)
-        .returning(f.host)
-    ).scalars()
-    changes: dict[str, HostCounts] = defaultdict(HostCounts)
-    for host in hosts:
-        changes[host].retrying -= 1
-        changes[host].queued += 1
-    bump_counts(conn, crawl_id, changes)
-    return sum(c.queued for c in changes.values())
+        .returning(f.id, f.host, f.depth, f.url_key, f.url, f.attempts, f.redirect_hops)
+    ).all()
+    return _ready_again(conn, crawl_id, promoted, counted_as="retrying")
 
 
 def reclaim_lapsed(conn: Connection, crawl_id: int, now: float) -> int:
@@ -63,7 +62,7 @@ def reclaim_lapsed(conn: Connection, crawl_id: int, now: float) -> int:
         .where(lease_c.crawl_id == crawl_id, lease_c.expires_at < now)
         .limit(CHUNK)
     ).all()
-    return _requeue(conn, crawl_id, lapsed, lease_c.expires_at < now)
+    return _end_leases(conn, crawl_id, lapsed, lease_c.expires_at < now)
 
 
 def release_runs(conn: Connection, crawl_id: int, run_ids: list[int], *, refund: bool) -> int:
@@ -84,7 +83,7 @@ def release_runs(conn: Connection, crawl_id: int, run_ids: list[int], *, refund:
             lease_c.crawl_id == crawl_id, lease_c.run_id.in_(run_ids)
         )
     ).all()
-    return _requeue(conn, crawl_id, held, lease_c.run_id.in_(run_ids), refund=refund)
+    return _end_leases(conn, crawl_id, held, lease_c.run_id.in_(run_ids), refund=refund)
 
 
 def give_back(conn: Connection, crawl_id: int, tasks: list[FetchTask]) -> int:
@@ -97,46 +96,51 @@ def give_back(conn: Connection, crawl_id: int, tasks: list[FetchTask]) -> int:
         )
     ).all()
     still_theirs = lease_c.token.in_([t.lease_token for t in tasks])
-    return _requeue(conn, crawl_id, held, still_theirs)
+    return _end_leases(conn, crawl_id, held, still_theirs)
 
 
-def _requeue(
+def _end_leases(
     conn: Connection, crawl_id: int, leases: list, still: object, *, refund: bool = False
 ) -> int:
-    """End the given leases (those for which `still` holds once their hosts are locked) and
-    queue their URLs again, counts and all; with `refund`, their attempt is given back, and a
-    URL back at zero attempts is off the page budgets again."""
+    """End the given leases (those for which `still` holds once their hosts are locked): their
+    URLs are ready again, the attempt counted, or with `refund` given back (a URL back at zero
+    attempts is off the page budgets again). Their frontier rows are not touched."""
     if not leases:
         return 0
     lease_c = leases_t.c
     lock_hosts(conn, crawl_id, {row.host for row in leases})
-    ended = (
-        conn.execute(
-            delete(leases_t)
-            .where(lease_c.frontier_id.in_([row.frontier_id for row in leases]), still)
-            .returning(lease_c.frontier_id)
+    ended = conn.execute(
+        delete(leases_t)
+        .where(lease_c.frontier_id.in_([row.frontier_id for row in leases]), still)
+        .returning(
+            lease_c.frontier_id.label("id"),
+            lease_c.host,
+            lease_c.depth,
+            lease_c.url_key,
+            lease_c.url,
+            (lease_c.attempt - (1 if refund else 0)).label("attempts"),
+            lease_c.redirect_hops,
         )
-        .scalars()
-        .all()
-    )
-    if not ended:
-        return 0
-    f = frontier_t.c
-    values: dict = {"state": QUEUED}
-    if refund:
-        values["attempts"] = f.attempts - 1
-    requeued = conn.execute(
-        update(frontier_t)
-        .where(f.id.in_(ended), in_state(LEASED))
-        .values(**values)
-        .returning(f.host, f.attempts)
     ).all()
+    count = _ready_again(conn, crawl_id, ended, counted_as="in_flight", refund=refund)
+    return count
+
+
+def _ready_again(
+    conn: Connection, crawl_id: int, rows: list, *, counted_as: str, refund: bool = False
+) -> int:
+    """Put URLs back in `ready` (rows with id, host, depth, url_key, url, attempts and
+    redirect_hops), their hosts' counts moved from `counted_as` to queued."""
+    if not rows:
+        return 0
+    insert_rows(conn, ready_t, [ready_row(crawl_id, row.id, row) for row in rows])
     changes: dict[str, HostCounts] = defaultdict(HostCounts)
-    for host, attempts in requeued:
-        changes[host].in_flight -= 1
-        changes[host].queued += 1
-        if refund and attempts == 0:
-            changes[host].started -= 1
+    for row in rows:
+        change = changes[row.host]
+        setattr(change, counted_as, getattr(change, counted_as) - 1)
+        change.queued += 1
+        if refund and row.attempts == 0:
+            change.started -= 1
     bump_counts(conn, crawl_id, changes)
     refunded = -sum(c.started for c in changes.values())
     if refunded:
@@ -145,15 +149,19 @@ def _requeue(
             .where(crawls_t.c.id == crawl_id)
             .values(urls_started=crawls_t.c.urls_started - refunded)
         )
-    return len(requeued)
+    return len(rows)
 
 
 def give_up(conn: Connection, crawl_id: int, run_id: int, rows: list, now: float) -> None:
-    """Queued URLs that were leased max_attempts times without a result (their runs died on
+    """Ready URLs that were leased max_attempts times without a result (their runs died on
     them) are marked failed, with a fetch row saying so, so that an export shows them. The
     caller holds their hosts' rows and counts them off `queued`."""
+    unready(conn, crawl_id, rows)
+    f = frontier_t.c
     conn.execute(
-        update(frontier_t).where(frontier_t.c.id.in_([row.id for row in rows])).values(state=FAILED)
+        update(frontier_t)
+        .where(f.id.in_([row.id for row in rows]))
+        .values(state=FAILED, attempts=case({row.id: row.attempts for row in rows}, value=f.id))
     )
     conn.execute(
         insert(fetches_t),

@@ -12,7 +12,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, case, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, update
 
 from crawler.frontier.enqueue import enqueue
 from crawler.frontier.tables import (
@@ -23,17 +23,19 @@ from crawler.frontier.tables import (
     frontier_t,
     hosts_t,
     in_state,
+    insert_rows,
     insert_with_ids,
     leases_t,
     links_t,
     lock_hosts,
     pages_t,
+    ready_t,
 )
 from crawler.model import FetchResult
 from crawler.policy.links import NewURL, RecentKeys, follow_links
 from crawler.policy.outcomes import RETRY, HostTally, Outcome, outcome_of, tally_host
 from crawler.policy.rules import CrawlRules
-from crawler.store.models import LEASED, QUEUED, SKIPPED
+from crawler.store.models import SKIPPED
 from crawler.urls import host_of
 
 
@@ -131,38 +133,46 @@ def store_batch(
     return stored
 
 
+_SET_OUTCOME = (
+    update(frontier_t)
+    .where(frontier_t.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+    )
+)
+
+
 def _close_leases(conn: Connection, plan: BatchPlan) -> set[int]:
     """Each result's URL is done, failed, or waits for a retry, if its lease still holds (its
-    row in `leases` has the token it was fetched under); returns the ids of those closed."""
+    row in `leases` has the token it was fetched under); its frontier row is written now, for
+    the first time since it was found. Returns the ids of those closed."""
     tasks = [r.task for r in plan.results]
     lease_c = leases_t.c
-    closed = set(
+    closed = dict(
         conn.execute(
             delete(leases_t)
             .where(
                 lease_c.frontier_id.in_([t.frontier_id for t in tasks]),
                 lease_c.token.in_([t.lease_token for t in tasks]),
             )
-            .returning(lease_c.frontier_id)
-        ).scalars()
+            .returning(lease_c.frontier_id, lease_c.attempt)
+        ).all()
     )
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, outcome in enumerate(plan.outcomes):
-        if tasks[i].frontier_id in closed:
-            groups[outcome.state].append(i)
-    f = frontier_t.c
-    for state, members in groups.items():
-        values: dict = {"state": state}
-        if state == RETRY:
-            values["next_attempt_at"] = case(
-                {tasks[i].frontier_id: plan.outcomes[i].retry_at for i in members}, value=f.id
-            )
-        conn.execute(
-            update(frontier_t)
-            .where(f.id.in_([tasks[i].frontier_id for i in members]), in_state(LEASED))
-            .values(**values)
-        )
-    return closed
+    outcomes = [
+        {
+            "b_id": task.frontier_id,
+            "b_state": outcome.state,
+            "b_attempts": closed[task.frontier_id],
+            "b_next": outcome.retry_at or 0.0,
+        }
+        for task, outcome in zip(tasks, plan.outcomes, strict=True)
+        if task.frontier_id in closed
+    ]
+    if outcomes:
+        conn.execute(_SET_OUTCOME, outcomes)
+    return set(closed)
 
 
 def _insert_fetches(
@@ -237,8 +247,7 @@ def _insert_pages_and_links(
             zip(plan.results[i].page.links, plan.followed[i], strict=True)
         )
     ]
-    if link_rows:
-        conn.execute(insert(links_t), link_rows)
+    insert_rows(conn, links_t, link_rows)
     return len(with_pages)
 
 
@@ -277,17 +286,29 @@ def _tally_hosts(
 
 
 def _skip_host(conn: Connection, crawl_id: int, host: str, reason: str) -> int:
-    """Every URL of the host still waiting (queued or in retry) is skipped for good; its
-    counts are applied already, so they are simply zero now."""
+    """Every URL of the host still waiting (ready, or for a retry) is skipped for good; its
+    counts are applied already, so they are simply zero now. URLs in flight finish."""
     f = frontier_t.c
-    skipped = conn.execute(
+    ready = (
+        conn.execute(
+            delete(ready_t)
+            .where(ready_t.c.crawl_id == crawl_id, ready_t.c.host == host)
+            .returning(ready_t.c.frontier_id)
+        )
+        .scalars()
+        .all()
+    )
+    skipped = {"state": SKIPPED, "skip_reason": reason[:100]}
+    if ready:
+        conn.execute(update(frontier_t).where(f.id.in_(ready)).values(**skipped))
+    waiting = conn.execute(
         update(frontier_t)
-        .where(f.crawl_id == crawl_id, f.host == host, f.state.in_((QUEUED, RETRY)))
-        .values(state=SKIPPED, skip_reason=reason[:100])
+        .where(f.crawl_id == crawl_id, in_state(RETRY), f.host == host)
+        .values(**skipped)
     ).rowcount
     conn.execute(
         update(hosts_t)
         .where(hosts_t.c.crawl_id == crawl_id, hosts_t.c.host == host)
         .values(queued=0, retrying=0)
     )
-    return skipped
+    return len(ready) + waiting

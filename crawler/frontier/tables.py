@@ -1,5 +1,10 @@
 """The tables the frontier writes, and the host rows every frontier transaction keeps in step.
 
+A URL waiting to be fetched is a row of `ready` (a narrow copy, in the order leases take
+them) or of `leases` (in flight); its `frontier` row is written when it is found and when its
+outcome is known. The hosts' counts are those of `ready` (queued), `leases` (in flight) and
+the frontier's retry state (retrying).
+
 Lock order, which keeps two runs on PostgreSQL from deadlocking: a transaction that changes a
 host's URLs first locks that host's row (hosts in name order), and only then touches its
 frontier rows. A lease claims hosts with SKIP LOCKED, so it never waits for one.
@@ -7,18 +12,39 @@ frontier rows. A lease claims hosts with SKIP LOCKED, so it never waits for one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from crawler.store.models import Crawl, Fetch, FrontierEntry, Host, Lease, Page, PageLink, Robots
+from crawler.store.models import (
+    Crawl,
+    Fetch,
+    FrontierEntry,
+    Host,
+    Lease,
+    Page,
+    PageLink,
+    ReadyURL,
+    Robots,
+)
 
 frontier_t = FrontierEntry.__table__
 hosts_t = Host.__table__
 leases_t = Lease.__table__
+ready_t = ReadyURL.__table__
 crawls_t = Crawl.__table__
 fetches_t = Fetch.__table__
 pages_t = Page.__table__
@@ -32,6 +58,23 @@ def in_state(state: str) -> ColumnElement[bool]:
     return frontier_t.c.state == literal_column(f"'{state}'")
 
 
+@functools.cache
+def _insert_sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
+    marker = "?" if dialect == "sqlite" else "%s"
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join([marker] * len(columns))})"
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """INSERT many rows (dicts with the same keys) through the driver's executemany: for the
+    thousands of link rows of a batch, SQLAlchemy's handling of each row's parameters costs
+    more than the database's insert."""
+    if rows:
+        columns = tuple(rows[0])
+        sql = _insert_sql(conn.dialect.name, table.name, columns)
+        conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+
+
 def insert_with_ids(conn: Connection, table: Table, rows: list[dict]) -> list[int]:
     """Insert rows and return their ids, in the rows' order. PostgreSQL says so with RETURNING
     in one statement; SQLite would need a statement per row for the order, but its writer
@@ -42,11 +85,47 @@ def insert_with_ids(conn: Connection, table: Table, rows: list[dict]) -> list[in
         returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(conn.execute(returning, rows).scalars())
     first = (conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
-    conn.execute(insert(table), rows)
+    insert_rows(conn, table, rows)
     last = conn.execute(select(func.max(table.c.id))).scalar()
     if last != first + len(rows) - 1:
         raise RuntimeError(f"{table.name}: rows got ids {first}..{last}, not {len(rows)} in a row")
     return list(range(first, last + 1))
+
+
+def ready_row(crawl_id: int, frontier_id: int, row) -> dict:
+    """A `ready` row for a URL: `row` has its host, depth, url_key, url, attempts and
+    redirect_hops."""
+    return {
+        "crawl_id": crawl_id,
+        "host": row.host,
+        "depth": row.depth,
+        "url_key": row.url_key,
+        "frontier_id": frontier_id,
+        "url": row.url,
+        "attempts": row.attempts,
+        "redirect_hops": row.redirect_hops,
+    }
+
+
+_unready = ready_t.delete().where(
+    ready_t.c.crawl_id == bindparam("b_crawl"),
+    ready_t.c.host == bindparam("b_host"),
+    ready_t.c.depth == bindparam("b_depth"),
+    ready_t.c.url_key == bindparam("b_key"),
+)
+
+
+def unready(conn: Connection, crawl_id: int, rows: list) -> None:
+    """Take URLs out of `ready` (rows with host, depth and url_key), each by its whole key:
+    a seek per URL (SQLite does not seek on a list of row values past the first column)."""
+    if rows:
+        conn.execute(
+            _unready,
+            [
+                {"b_crawl": crawl_id, "b_host": r.host, "b_depth": r.depth, "b_key": r.url_key}
+                for r in rows
+            ],
+        )
 
 
 def dialect_insert(conn: Connection):

@@ -27,6 +27,14 @@ class NewURL:
     def of(cls, url: str, depth: int, found_from: int | None = None, hops: int = 0) -> NewURL:
         return cls(url, url_key(url), host_of(url), depth, found_from, hops)
 
+    @property
+    def url_key(self) -> str:
+        return self.key
+
+    @property
+    def attempts(self) -> int:
+        return 0  # a new URL was never leased
+
 
 class RecentKeys:
     """A bounded LRU of URL keys known to be in the frontier, with the shallowest depth each was

@@ -33,13 +33,14 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Frontier states. A URL is queued (ready), leased to one run, then done (a response was stored)
-# or failed (no usable response after its attempts); a transient failure with attempts left
-# waits in retry until next_attempt_at, then is queued again. Skipped URLs are never fetched
-# (robots.txt, a host's page limit, a host that kept failing), and skip_reason says which.
-QUEUED, LEASED, RETRY = "queued", "leased", "retry"
+# Frontier states. A URL is queued until it is fetched: ready (it has a row in `ready`) or in
+# flight (a row in `leases`). Then it is done (a response was stored) or failed (no usable
+# response after its attempts); a transient failure with attempts left waits in retry until
+# next_attempt_at, then is queued again. Skipped URLs are never fetched (robots.txt, a host's
+# page limit, a host that kept failing), and skip_reason says which.
+QUEUED, RETRY = "queued", "retry"
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
-STATES = (QUEUED, LEASED, RETRY, DONE, FAILED, SKIPPED)
+STATES = (QUEUED, RETRY, DONE, FAILED, SKIPPED)
 
 
 def utcnow() -> datetime:
@@ -77,9 +78,6 @@ class FrontierEntry(Base):
     __tablename__ = "frontier"
     __table_args__ = (
         UniqueConstraint("crawl_id", "url_key"),
-        # A lease takes one host's ready URLs shallowest first, then in key order; the host's
-        # shallowest leased depth is one seek too.
-        Index("ix_frontier_host", "crawl_id", "host", "state", "depth", "url_key"),
         # Retries that are due: the index holds only the rows waiting for one, so finding the
         # due ones never reads the rest of the queue.
         Index(
@@ -99,7 +97,9 @@ class FrontierEntry(Base):
     depth: Mapped[int] = mapped_column(Integer, doc="links from a seed; redirects keep it")
     redirect_hops: Mapped[int] = mapped_column(Integer, default=0, doc="redirects to get here")
     state: Mapped[str] = mapped_column(String(10), default=QUEUED, doc="|".join(STATES))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, doc="times leased")
+    attempts: Mapped[int] = mapped_column(
+        Integer, default=0, doc="times leased, as of its last result (ready/leases: now)"
+    )
     next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0, doc="for state=retry")
     found_from: Mapped[int | None] = mapped_column(
         ForeignKey("frontier.id"), doc="the page (or redirect) that first led here"
@@ -107,22 +107,49 @@ class FrontierEntry(Base):
     skip_reason: Mapped[str | None] = mapped_column(String(100), doc="why it was never fetched")
 
 
+class ReadyURL(Base):
+    """A queued URL ready to be leased: a narrow copy of its frontier row, stored in the order
+    a lease takes URLs (host, depth, key; WITHOUT ROWID on SQLite, so the table is that
+    B-tree). Leasing reads and removes neighbouring entries and never writes the frontier's
+    wide rows, which are scattered over the whole table once a crawl is large: a URL's row is
+    written once, when its outcome is known."""
+
+    __tablename__ = "ready"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    crawl_id: Mapped[int] = mapped_column(
+        ForeignKey("crawls.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(300), primary_key=True)
+    depth: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    url_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    frontier_id: Mapped[int] = mapped_column(Id, doc="its frontier row (derived: no key)")
+    url: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, doc="times leased so far")
+    redirect_hops: Mapped[int] = mapped_column(Integer)
+
+
 class Lease(Base):
-    """A URL in flight: which run holds it, until when, and the token that fences a late
-    result. Kept apart from the frontier's wide rows so that leasing and completing, the
-    hottest writes of a crawl, touch one small table and leave the URL's row its size."""
+    """A URL in flight: which run holds it, until when, the token that fences a late result,
+    and what it takes to put the URL back in `ready` should the lease lapse. Leasing and
+    completing, a crawl's hottest writes, touch this small table and `ready`; the frontier's
+    row is written once, with the result."""
 
     __tablename__ = "leases"
     __table_args__ = (
         Index("ix_leases_expiry", "crawl_id", "expires_at"),
         Index("ix_leases_run", "run_id"),
+        Index("ix_leases_host", "crawl_id", "host", "depth"),  # a host's shallowest lease
     )
 
-    frontier_id: Mapped[int] = mapped_column(
-        ForeignKey("frontier.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
-    )
+    frontier_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
     host: Mapped[str] = mapped_column(String(300), doc="the URL's host, for its counts")
+    depth: Mapped[int] = mapped_column(Integer)
+    url_key: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, doc="this lease's attempt, the first is 1")
+    redirect_hops: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), doc="the run holding it")
     token: Mapped[str] = mapped_column(String(40), doc="fences a result from a lapsed lease")
     expires_at: Mapped[float] = mapped_column(Float, doc="epoch seconds; then it lapses")
