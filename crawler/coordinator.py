@@ -10,6 +10,7 @@ and stop in exactly the same way, and only their way of waiting differs.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -116,6 +117,34 @@ class Inbox:
         return arrived
 
 
+class StopSignals:
+    """Ctrl-C and SIGTERM while a run goes on, turned into a flag that the coordinator checks
+    at safe points. Raised as an exception at whatever bytecode the main thread is on, the
+    interruption could leave a lock held (the inbox's, the database pool's), and the stop it
+    asked for would then wait on that lock for ever."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # else: not ours to handle
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, _signum, _frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class Coordinator:
     def __init__(
         self,
@@ -142,27 +171,30 @@ class Coordinator:
         self.done: list[FetchResult] = []  # finished, not yet stored
         self.oldest_done = 0.0
         self.inbox_gathers = concurrency >= 128
+        self.stop = StopSignals()
         self.pending = PendingHosts(frontier.rules)
         self.counted_at = 0.0
 
     def run(self) -> RunReport:
         """Crawl until the crawl is finished (or a limit is reached); on Ctrl-C or an error,
         store what finished, abandon what is in flight, and raise."""
-        started = perf_counter()
-        self.frontend.start(self.policy, self.concurrency, self.inbox.deliver)
-        startup_s = perf_counter() - started
-        try:
-            self._crawl()
-        finally:
-            self.inbox.close()
-            self.frontend.stop()
-            for task, outcome in self.inbox.take(timeout=0):
-                self._finished(task, outcome)
-            self._store()
+        with self.stop:
+            started = perf_counter()
+            self.frontend.start(self.policy, self.concurrency, self.inbox.deliver)
+            startup_s = perf_counter() - started
+            try:
+                self._crawl()
+            finally:
+                self.inbox.close()
+                self.frontend.stop()
+                for task, outcome in self.inbox.take(timeout=0):
+                    self._finished(task, outcome)
+                self._store()
         return RunReport(self.concurrency, startup_s, self.frontend.ipc_bytes)
 
     def _crawl(self) -> None:
         while True:
+            self.stop.check()
             if len(self.in_flight) <= self.concurrency:
                 self._submit(self._lease(2 * self.concurrency - len(self.in_flight)))
             if not self.in_flight:
