@@ -60,7 +60,7 @@ def run_crawl(
         robots=robots,
         then=then,
     )
-    meter = RunMeter()
+    meter = RunMeter(with_children=run.backend == "processes")
     coordinator = Coordinator(
         frontier, frontend, settings.policy(), run.concurrency, on_progress=on_progress
     )

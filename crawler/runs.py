@@ -34,11 +34,14 @@ class RunMeter:
     the run ends). Memory is sampled: the peak of this process's RSS plus all its children's
     at one moment, since getrusage only knows the largest single child."""
 
-    def __init__(self, sample_every_s: float = 0.2) -> None:
+    def __init__(self, sample_every_s: float = 0.2, *, with_children: bool = True) -> None:
         self._wall = perf_counter()
         self._self = resource.getrusage(resource.RUSAGE_SELF)
         self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
         self._process = psutil.Process()
+        # Finding children reads every process's /proc entry: done only for a run that has
+        # some (the processes frontend), not five times a second for nothing.
+        self._with_children = with_children
         # children already there (a fixture server the demo started) are not this run's
         self._others = {child.pid for child in self._process.children(recursive=True)}
         self._peak_rss = 0
@@ -52,7 +55,8 @@ class RunMeter:
 
     def _sample(self) -> None:
         total = self._process.memory_info().rss
-        for child in self._process.children(recursive=True):
+        children = self._process.children(recursive=True) if self._with_children else []
+        for child in children:
             if child.pid not in self._others:
                 with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
