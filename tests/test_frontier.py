@@ -513,11 +513,11 @@ def test_results_of_a_failing_host_skip_its_waiting_urls_and_those_found_later(s
     frontier = make(rules=rules)
     [seed] = lease(frontier, 1)
     frontier.store([page_result(seed, [f"{SEED}{i}" for i in range(10)])])
-    tasks = lease(frontier, 2)
-    refused = [
-        FetchResult(task=t, worker="w", started_at=time.time(), error_kind="connect") for t in tasks
-    ]
-    assert frontier.store(refused).skipped == 10  # 8 queued, and the 2 waiting for a retry
+    [first] = lease(frontier, 1)
+    frontier.store([FetchResult(first, "w", started_at=time.time(), error_kind="connect")])
+    [second] = lease(frontier, 1)  # asked again after its (zero) rest, and failing again
+    refused = FetchResult(second, "w", started_at=time.time(), error_kind="connect")
+    assert frontier.store([refused]).skipped == 10  # 8 queued, and the 2 waiting for a retry
     assert_counts_match(engine)
     frontier.enqueue([NewURL.of(f"{SEED}found-later", 2)])
     assert lease(frontier, 10) == []

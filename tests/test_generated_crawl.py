@@ -125,5 +125,9 @@ def test_asyncio_holds_5000_connections_to_a_latency_bound_site(db_url):
         )
     assert result.returncode == 0, result.stderr
     summary = last_json(result.stdout)
-    assert (summary["pages"], summary["errors"]) == (expected(*flags), 0)
+    assert (summary["pages"], summary["skipped"]) == (expected(*flags), 0)
     assert most_at_once(db_url) >= 4500
+    # With 5,000 sockets and the server on two busy cores, a burst of connects can outlast
+    # the 5 s connect timeout; those are retried, and nothing else may go wrong.
+    kinds = query(db_url, "SELECT DISTINCT error_kind FROM fetches WHERE error_kind IS NOT NULL")
+    assert set(kinds) <= {("connect_timeout",)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -251,22 +252,33 @@ def test_the_delay_counts_from_the_last_request_end_and_a_429_rests_the_host():
 
 def test_the_breaker_opens_doubles_and_gives_the_host_up():
     rules = CrawlRules(Scope.for_seeds([SEED]), breaker=BreakerPolicy(threshold=2, cooldown_s=10))
-    refused = [result(None, kind="connect")] * 2
-    tally, skip = tally_host(HostTally(), refused, 0.0, rules, NOW)
+    tally, skip = tally_host(HostTally(), refused(2, ended=NOW), 0.0, rules, NOW)
     assert (tally.trips, tally.breaker_until, tally.failures, skip) == (1, NOW + 10, 0, None)
-    tally, skip = tally_host(tally, refused, 0.0, rules, NOW)
-    assert (tally.trips, tally.breaker_until) == (2, NOW + 20)
-    tally, skip = tally_host(tally, refused, 0.0, rules, NOW)
+    tally, skip = tally_host(tally, refused(2, ended=NOW + 11), 0.0, rules, NOW + 11)
+    assert (tally.trips, tally.breaker_until) == (2, NOW + 31)
+    tally, skip = tally_host(tally, refused(2, ended=NOW + 32), 0.0, rules, NOW + 32)
     assert skip == "host failing: breaker opened 3 times"
     assert (tally.trips, tally.breaker_until) == (3, 0.0)  # given up: no need to rest it
     given_up = admit_host(view(breaker_trips=3), NOTHING_HELD, None, False, rules, NOW)
     assert given_up == GiveUpHost("host failing: breaker opened 3 times")
 
 
-def test_many_failures_in_one_batch_open_the_breaker_only_up_to_giving_up():
+def test_requests_in_flight_when_the_breaker_opened_do_not_open_it_again():
     rules = CrawlRules(Scope.for_seeds([SEED]), breaker=BreakerPolicy(threshold=2, cooldown_s=10))
-    tally, skip = tally_host(HostTally(), [result(None, kind="connect")] * 500, 0.0, rules, NOW)
-    assert tally.trips == 3 and skip is not None
+    tally, skip = tally_host(HostTally(), refused(500, ended=NOW), 0.0, rules, NOW)
+    assert (tally.trips, skip) == (1, None)  # a burst that failed together: one opening
+    in_flight = [
+        replace(r, started_at=NOW - 1, timings=Timings(total=6)) for r in refused(500, NOW)
+    ]
+    late, _ = tally_host(tally, in_flight, 0.0, rules, NOW + 5)
+    assert late == tally  # started before it opened (at NOW), ended after
+    tally, _ = tally_host(tally, refused(2, ended=NOW + 11), 0.0, rules, NOW + 11)
+    assert tally.trips == 2  # asked again after the rest, and failing again
+
+
+def refused(count: int, ended: float) -> list[FetchResult]:
+    """`count` refused connects that ended at `ended`, each started 0.1 s before."""
+    return [result(None, kind="connect", ended=ended)] * count
 
 
 def test_a_success_or_a_408_does_not_count_against_the_host():

@@ -63,16 +63,23 @@ def tally_host(
     now: float,
 ) -> tuple[HostTally, str | None]:
     """The host's row after `results` (in the order they ended), and, when its breaker has
-    opened too often, why its remaining URLs are skipped."""
+    opened too often, why its remaining URLs are skipped.
+
+    A request already in flight when the breaker opened does not count towards opening it
+    again: a thousand connects that time out together are one failing moment, not a hundred,
+    and must not give the host up at once."""
     next_fetch_at, failures = tally.next_fetch_at, tally.failures
     breaker_until, trips = tally.breaker_until, tally.trips
     breaker = rules.breaker
+    opened_at = breaker_until - breaker.cooldown(trips) if trips else float("-inf")
     for result in sorted(results, key=lambda r: r.started_at + r.timings.total):
         next_fetch_at = max(next_fetch_at, host_free_at(result, delay, rules.retry, now))
+        if result.started_at < opened_at:
+            continue
         failures, opened = breaker.tally(failures, result)
         if opened and trips < breaker.max_trips:
             trips += 1
-            breaker_until = now + breaker.cooldown(trips)
+            breaker_until, opened_at = now + breaker.cooldown(trips), now
     if trips >= breaker.max_trips and trips > tally.trips:
         # Given up: it need not rest, its URLs are skipped (now and as they turn up).
         return HostTally(
