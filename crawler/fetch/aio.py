@@ -25,6 +25,7 @@ from crawler.fetch.errors import ErrorKind
 from crawler.fetch.exchange import LIMIT_ERRORS, Exchange
 from crawler.fetch.head import HeadCounter, HeadersTooLarge
 from crawler.fetch.headers import request_headers
+from crawler.fetch.messages import describe
 from crawler.model import FetchPolicy, FetchResult, FetchTask
 
 CHUNK = 64 * 1024
@@ -83,7 +84,8 @@ class _Connector(aiohttp.TCPConnector):
 
 
 def _trace() -> aiohttp.TraceConfig:
-    """Connect time per request, from aiohttp's hooks (0 when a pooled connection is reused)."""
+    """Connect time per request, from aiohttp's hooks (0 when a pooled connection is reused,
+    absent until a connection is made)."""
 
     async def connect_start(_session, context: SimpleNamespace, _params) -> None:
         context.trace_request_ctx["connect_started"] = perf_counter()
@@ -92,7 +94,11 @@ def _trace() -> aiohttp.TraceConfig:
         timing = context.trace_request_ctx
         timing["connect"] = perf_counter() - timing.pop("connect_started", perf_counter())
 
+    async def reused(_session, context: SimpleNamespace, _params) -> None:
+        context.trace_request_ctx["connect"] = 0.0
+
     trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(reused)
     trace.on_connection_create_start.append(connect_start)
     trace.on_connection_create_end.append(connect_end)
     return trace
@@ -166,6 +172,18 @@ def _forbidden(exc: BaseException) -> str | None:
     return None
 
 
+def fail(
+    exchange: Exchange,
+    kind: ErrorKind,
+    exc: BaseException,
+    policy: FetchPolicy,
+    message: str | None = None,
+) -> None:
+    """End the exchange with `kind`, worded by fetch/messages.py unless `message` is given."""
+    answered = exchange.status is not None
+    exchange.fail(kind, message or describe(kind, exc, exchange.task.url, policy, answered))
+
+
 async def _read_body(response: aiohttp.ClientResponse, policy: FetchPolicy) -> bytes:
     body = Body(response.headers.get("Content-Encoding"), policy.max_body_bytes)
     async for chunk in response.content.iter_chunked(CHUNK):
@@ -194,20 +212,22 @@ async def fetch(
                     response.status, response.headers, timing.get("connect", 0.0), location
                 )
                 if exchange.wants_body:
-                    download_started = perf_counter()
+                    exchange.reading()
                     body = await _read_body(response, policy)
-                    exchange.downloaded(body, perf_counter() - download_started)
+                    exchange.downloaded(body)
                     headers = response.headers
     except LIMIT_ERRORS as exc:
         exchange.hit_limit(exc)
     except aiohttp.ClientError as exc:  # first: aiohttp's own timeouts are TimeoutErrors too
-        exchange.fail(_error_kind(exc), _forbidden(exc) or f"{type(exc).__name__}: {exc}")
-    except TimeoutError:  # asyncio.timeout: the whole exchange ran past the deadline
-        exchange.fail(ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s")
+        fail(exchange, _error_kind(exc), exc, policy, _forbidden(exc))
+    except TimeoutError as exc:  # asyncio.timeout: the whole exchange ran past the deadline
+        fail(exchange, ErrorKind.DEADLINE, exc, policy)
     except OSError as exc:
-        exchange.fail(_error_kind(exc), f"{type(exc).__name__}: {exc}")
+        fail(exchange, _error_kind(exc), exc, policy)
     except (UnicodeError, ValueError) as exc:  # e.g. a header value aiohttp refuses to send
-        exchange.fail(ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
+        fail(exchange, ErrorKind.BAD_REQUEST, exc, policy)
+    if exchange.error_kind is not None:
+        exchange.connected(timing.get("connect"))
     if body is not None:
         exchange.parse_body(body, headers)  # on the loop, as asyncio code does, but off the clock
     return exchange.result()

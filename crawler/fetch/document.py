@@ -65,6 +65,7 @@ def fetch_document(
 def _get(session: requests.Session, url: str, policy: FetchPolicy, max_bytes: int) -> Document:
     """One hop, through the same exchange as a page fetch (sync.py)."""
     deadline = perf_counter() + policy.deadline
+    response = None
     with sync.watched(policy) as ticket:
         try:
             response = sync.get(session, url, policy)
@@ -86,5 +87,5 @@ def _get(session: requests.Session, url: str, policy: FetchPolicy, max_bytes: in
         except BodyDecodeError as exc:
             kind, message = ErrorKind.DECODE, str(exc)
         except (*sync.TRANSPORT_ERRORS, UnicodeError, ValueError) as exc:
-            kind, message = sync.failure(exc, ticket, policy)
+            kind, message = sync.failure(exc, ticket, policy, url, response is not None)
     return Document(url, None, error_kind=kind.value, error_message=message)

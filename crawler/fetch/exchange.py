@@ -1,5 +1,17 @@
 """What one fetch learns as it goes, whichever HTTP client does it: both fetchers fill an
-Exchange and freeze it into a FetchResult, so redirects, parsing and timing are decided once."""
+Exchange and freeze it into a FetchResult, so redirects, parsing and timing are decided once.
+
+Timing: the phases are disjoint and follow one another, so they add up to `total`:
+
+    start ─ connect ─ first_byte (wait) ─ download ─ parse ─ end
+    └────────────────────────── total ──────────────────────┘
+
+`connect` is the TCP (and TLS) connect the client reports (0 on a reused pooled connection);
+`first_byte` is everything else from the start to the status line: time spent inside the
+client before connecting (pool queue, DNS) and the server's wait. `download` runs from the
+status line to the last body byte (or to the failure that stopped the reading), `parse` from
+there until the page is parsed. A phase that did not happen is None; an exchange that failed
+before any answer has `total` = the time until the failure."""
 
 from __future__ import annotations
 
@@ -11,6 +23,7 @@ from crawler.fetch.body import BodyDecodeError, BodyTooLarge
 from crawler.fetch.errors import ErrorKind
 from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import retry_after
+from crawler.fetch.messages import bad_redirect, parse_failed
 from crawler.model import FetchResult, FetchTask, Timings
 from crawler.parse import is_html, parse_page
 from crawler.urls import resolve_link
@@ -43,6 +56,9 @@ class Exchange:
         self.first_byte: float | None = None
         self.download: float | None = None
         self.parse: float | None = None
+        self._answered_at: float | None = None  # perf_counter at the status line
+        self._reading = False  # the body is being read
+        self._end: float | None = None  # perf_counter when the last phase (or a failure) ended
 
     def answered(
         self,
@@ -54,8 +70,10 @@ class Exchange:
         """The status line and headers are in. A 3xx is resolved here: the frontier, not the
         client, follows it. `location` is the header's raw bytes, since the two clients decode
         non-ASCII header bytes differently."""
-        self.first_byte = perf_counter() - self.started
+        now = perf_counter()
+        self._answered_at = self._end = now
         self.connect = connect
+        self.first_byte = max(0.0, now - self.started - (connect or 0.0))
         self.status = status
         self.content_type = headers.get("Content-Type")
         self.retry_after = retry_after(headers.get("Retry-After"))
@@ -63,15 +81,28 @@ class Exchange:
             raw = _percent_encode_non_ascii(location) if location else None
             self.location = resolve_link(raw, self.task.url) if raw else None
             if self.location is None:
-                self.fail(ErrorKind.BAD_REDIRECT, f"{status} with Location {location!r}")
+                self.fail(ErrorKind.BAD_REDIRECT, bad_redirect(status, location))
 
     @property
     def wants_body(self) -> bool:
         """Only HTML is downloaded: other content types stop at the headers."""
         return self.location is None and self.error_kind is None and is_html(self.content_type)
 
-    def downloaded(self, body: bytes, download_s: float) -> None:
-        self.download = download_s
+    def connected(self, connect: float | None) -> None:
+        """The client's connect time, for an exchange that fails before any answer (None:
+        no connection was made)."""
+        if self._answered_at is None:
+            self.connect = connect
+
+    def reading(self) -> None:
+        """The body is being read: a failure from here on ends the download phase."""
+        self._reading = True
+
+    def downloaded(self, body: bytes) -> None:
+        """The whole body is in: the download phase ran from the status line until now."""
+        self._end = perf_counter()
+        self.download = self._end - (self._answered_at or self._end)
+        self._reading = False
         self.body_bytes = len(body)
 
     def parse_body(self, body: bytes, headers: Mapping[str, str]) -> None:
@@ -79,12 +110,13 @@ class Exchange:
         parse that raises, even for want of memory, makes this page an error row, not the
         end of the crawl."""
         if self.status == 200 and self.error_kind is None:
-            parse_started = perf_counter()
+            parse_started = self._end or perf_counter()  # any gap since the download: parse's
             try:
                 self.page = parse_page(self.task.url, body, headers)
             except Exception as exc:
-                self.fail(ErrorKind.PARSE, f"{type(exc).__name__}: {exc}")
-            self.parse = perf_counter() - parse_started
+                self.fail(ErrorKind.PARSE, parse_failed(exc))
+            self._end = perf_counter()
+            self.parse = self._end - parse_started
 
     def hit_limit(self, exc: Exception) -> None:
         """One of LIMIT_ERRORS ended the exchange."""
@@ -102,6 +134,14 @@ class Exchange:
         self.fail(ErrorKind.TOO_LARGE, message)
 
     def fail(self, kind: ErrorKind, message: str) -> None:
+        """The exchange ends in an error. Failing while the body is read ends the download
+        phase there, so the phases still add up to the total."""
+        if self._reading:
+            self._end = perf_counter()
+            self.download = self._end - (self._answered_at or self._end)
+            self._reading = False
+        elif self._answered_at is None:
+            self._end = perf_counter()
         self.error_kind = kind
         self.error_message = message[:1000]
         self.page = None
@@ -125,6 +165,6 @@ class Exchange:
                 first_byte=self.first_byte,
                 download=self.download,
                 parse=self.parse,
-                total=perf_counter() - self.started,
+                total=(self._end or perf_counter()) - self.started,
             ),
         )

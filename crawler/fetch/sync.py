@@ -29,6 +29,7 @@ from crawler.fetch.errors import ErrorKind
 from crawler.fetch.exchange import LIMIT_ERRORS, Exchange
 from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import request_headers
+from crawler.fetch.messages import describe
 from crawler.fetch.watchdog import WATCHDOG, Ticket
 from crawler.model import FetchPolicy, FetchResult, FetchTask
 
@@ -36,7 +37,7 @@ CHUNK = 64 * 1024
 
 
 # The current thread's exchange (one per thread at a time): its connect time (0 when a pooled
-# connection is reused) and its watchdog ticket.
+# connection is reused, None until a connection is made) and its watchdog ticket.
 _current = threading.local()
 
 
@@ -151,6 +152,8 @@ class _TimedConnectionMixin:
         self._watch()
 
     def request(self, *args, **kwargs):
+        if getattr(self, "sock", None) is not None and _current.connect_s is None:
+            _current.connect_s = 0.0  # a pooled connection, reused: no connect phase
         self._watch()  # a reused connection already has its socket
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
@@ -299,7 +302,7 @@ TRANSPORT_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTT
 @contextmanager
 def watched(policy: FetchPolicy) -> Iterator[Ticket]:
     """This thread's exchange under the watchdog: its sockets are shut at the deadline."""
-    _current.connect_s = 0.0
+    _current.connect_s = None
     _current.ticket = ticket = WATCHDOG.watch(policy.deadline)
     try:
         yield ticket
@@ -334,15 +337,21 @@ def read_body(
         body.feed(chunk)
 
 
-def failure(exc: BaseException, ticket: Ticket, policy: FetchPolicy) -> tuple[ErrorKind, str]:
+def failure(
+    exc: BaseException, ticket: Ticket, policy: FetchPolicy, url: str, answered: bool
+) -> tuple[ErrorKind, str]:
     """The error kind and message of an exception from TRANSPORT_ERRORS, or of a request
-    requests refused to send (UnicodeError, ValueError)."""
+    requests refused to send (UnicodeError, ValueError). `answered`: the status line was in."""
     if isinstance(exc, UnicodeError | ValueError) and not isinstance(exc, TRANSPORT_ERRORS):
-        return ErrorKind.BAD_REQUEST, f"{type(exc).__name__}: {exc}"
-    if ticket.expired:
-        return ErrorKind.DEADLINE, f"exchange not complete after {policy.deadline:g} s"
-    forbidden = _cause(exc, guard.ForbiddenAddress)
-    return _error_kind(exc), str(forbidden) if forbidden else f"{type(exc).__name__}: {exc}"
+        kind = ErrorKind.BAD_REQUEST
+    elif ticket.expired:
+        kind = ErrorKind.DEADLINE
+    else:
+        forbidden = _cause(exc, guard.ForbiddenAddress)
+        if forbidden:
+            return ErrorKind.FORBIDDEN_ADDRESS, str(forbidden)
+        kind = _error_kind(exc)
+    return kind, describe(kind, exc, url, policy, answered)
 
 
 def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> FetchResult:
@@ -359,19 +368,21 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
                     response.status_code, response.headers, _current.connect_s, raw_location
                 )
                 if exchange.wants_body:
-                    download_started = perf_counter()
+                    exchange.reading()
                     encoding = response.headers.get("Content-Encoding")
                     body = read_body(
                         response, Body(encoding, policy.max_body_bytes), policy, deadline
                     )
                     if ticket.expired:  # the watchdog cut the socket: what we read is partial
                         raise Deadline(f"exchange not complete after {policy.deadline:g} s")
-                    exchange.downloaded(body, perf_counter() - download_started)
+                    exchange.downloaded(body)
                     exchange.parse_body(body, response.headers)
         except Deadline as exc:
             exchange.fail(ErrorKind.DEADLINE, str(exc))
         except LIMIT_ERRORS as exc:
             exchange.hit_limit(exc)
         except (*TRANSPORT_ERRORS, UnicodeError, ValueError) as exc:
-            exchange.fail(*failure(exc, ticket, policy))
+            answered = exchange.status is not None
+            exchange.fail(*failure(exc, ticket, policy, task.url, answered))
+            exchange.connected(_current.connect_s)
     return exchange.result()
