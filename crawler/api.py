@@ -29,7 +29,7 @@ from crawler.policy.links import NewURL
 from crawler.runner import run_crawl
 from crawler.settings import CrawlSettings, RunSettings
 from crawler.store import DatabaseOpenError, DatabaseURLError, make_engine, migrate
-from crawler.store.engine import NoDatabase, default_db_url, where
+from crawler.store.engine import NoDatabase, where
 from crawler.store.failures import retrying
 from crawler.store.models import Crawl
 from crawler.store.queries import (
@@ -42,14 +42,20 @@ from crawler.store.queries import (
 from crawler.urls import DEFAULT_PORTS, BadURL, canonicalize
 
 crawls_t = Crawl.__table__
+_POINT_AT_ONE = "crawl first, or point --db (or $CRAWLER_DB) at an existing database"
 MAX_NAME_LENGTH = 200
 ProgressCallback = Callable[[Progress], None]
 
 
-def open_db(db: str | None = None) -> Engine:
-    """An engine on `db` with the schema at head (a new SQLite file is created)."""
+def open_db(db: str | None = None, *, create: bool = True) -> Engine:
+    """An engine on `db` with the schema at head; a new SQLite file is created only when
+    `create` (a crawl starts one, a resume needs one)."""
     try:
         engine = make_engine(db)
+        if not create and engine.dialect.name == "sqlite":
+            make_engine(db, read_only=True).dispose()  # raises NoDatabase for a missing file
+    except NoDatabase as exc:
+        raise UsageError(f"{exc}; {_POINT_AT_ONE}") from None
     except DatabaseURLError as exc:
         raise UsageError(str(exc)) from None
     except DatabaseOpenError as exc:
@@ -58,13 +64,13 @@ def open_db(db: str | None = None) -> Engine:
     return engine
 
 
-def open_db_read_only(db: str | None = None) -> Engine | None:
+def open_db_read_only(db: str | None = None) -> Engine:
     """A read-only engine on `db`, which must be at this crawler's schema (nothing is migrated
-    or created); None when the SQLite file does not exist."""
+    or created; a missing SQLite file is an error naming it)."""
     try:
         engine = make_engine(db, read_only=True)
-    except NoDatabase:
-        return None
+    except NoDatabase as exc:
+        raise UsageError(f"{exc}; {_POINT_AT_ONE}") from None
     except DatabaseURLError as exc:
         raise UsageError(str(exc)) from None
     except DatabaseOpenError as exc:
@@ -188,7 +194,7 @@ def resume(
 ) -> CrawlSummary:
     """Continue a crawl that was interrupted (or join one that is running)."""
     run = RunSettings.checked(backend=backend, concurrency=concurrency)
-    engine = open_db(db)
+    engine = open_db(db, create=False)
     row = _load_crawl(engine, crawl)
     try:
         return run_crawl(engine, row.id, run, on_progress)
@@ -201,8 +207,6 @@ def export(crawl: str | int, out: TextIO, *, format: str = "jsonl", db: str | No
     if format not in ("jsonl", "csv"):
         raise UsageError(f"unknown export format {format!r}; choose jsonl or csv")
     engine = open_db_read_only(db)
-    if engine is None:
-        raise UsageError(f"no crawl {crawl!r}: there is no database at {_sqlite_path(db)}")
     row = _load_crawl(engine, crawl)
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS) if format == "csv" else None
     if writer:
@@ -225,11 +229,8 @@ def export(crawl: str | int, out: TextIO, *, format: str = "jsonl", db: str | No
 
 
 def list_crawls(db: str | None = None) -> list[dict]:
-    """The crawls in a database with their counts. Read-only: an absent SQLite file holds no
-    crawls, and nothing is created."""
+    """The crawls in a database with their counts. Read-only: nothing is created."""
     engine = open_db_read_only(db)
-    if engine is None:
-        return []
 
     def read(conn) -> list[dict]:
         rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
@@ -249,10 +250,6 @@ def list_crawls(db: str | None = None) -> list[dict]:
         return retrying(engine, read, read_only=True)
     finally:
         engine.dispose()
-
-
-def _sqlite_path(db: str | None) -> str:
-    return (db or default_db_url()).removeprefix("sqlite:///")
 
 
 __all__ = [

@@ -114,6 +114,18 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
 
+def _add_verbose(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    """-v/-vv before or after the command: a command's own flag counts on from the top one
+    (SUPPRESS keeps an absent one from resetting it)."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="log the crawler's own messages to stderr: -v info, -vv debug",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crawler",
@@ -121,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    _add_verbose(parser, default=0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     crawl = commands.add_parser(
@@ -141,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continue a crawl that was interrupted, with the settings it was started "
         "with; leases of a run whose process is gone are taken back at once.",
     )
-    resume.add_argument("crawl", metavar="CRAWL", help="crawl id or name")
+    resume.add_argument("crawl", metavar="CRAWL", help="crawl name, or #N for the crawl with id N")
     _add_run(resume)
     _add_db(resume)
 
@@ -150,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one record per fetched URL, to stdout",
         description="One record per fetched URL (its last attempt). Read-only.",
     )
-    export.add_argument("crawl", metavar="CRAWL", help="crawl id or name")
+    export.add_argument("crawl", metavar="CRAWL", help="crawl name, or #N for the crawl with id N")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     _add_db(export)
 
@@ -167,9 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(db_commands.add_parser("upgrade", help="bring the schema to the newest version"))
 
     fixtures = commands.add_parser(
-        "fixtures", help="the local fixture site: `crawler fixtures serve --help`", add_help=False
+        "fixtures",
+        help="the local fixture site to crawl",
+        description="A local site to crawl, with latency and faults to dial in.",
     )
-    fixtures.add_argument("fixture_args", nargs=argparse.REMAINDER)
+    fixture_commands = fixtures.add_subparsers(
+        dest="fixtures_command", required=True, metavar="COMMAND"
+    )
+    serve = fixture_commands.add_parser(
+        "serve",
+        help="serve the site: `crawler fixtures serve --help` lists its options",
+        add_help=False,  # its own parser answers --help
+    )
+    serve.add_argument("fixture_args", nargs=argparse.REMAINDER)
+    for command in (crawl, resume, export, crawls, db, fixtures):
+        _add_verbose(command)
     return parser
 
 
@@ -296,11 +320,19 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "fixtures":
         from fixtures.server import main as fixtures_main
 
-        if args.fixture_args[:1] != ["serve"]:
-            print("usage: crawler fixtures serve [--help] [options]", file=sys.stderr)
-            return 2
-        return fixtures_main(args.fixture_args[1:], prog="crawler fixtures serve")
+        return fixtures_main(args.fixture_args, prog="crawler fixtures serve")
     return 0
+
+
+def _before_fixture_args(argv: list[str]) -> list[str]:
+    """`argv` up to `fixtures serve`: what follows (--help included) is the fixture server's
+    own, and argparse's REMAINDER would refuse an option in first place."""
+    for at in range(len(argv) - 1):
+        if argv[at : at + 2] == ["fixtures", "serve"]:
+            return argv[: at + 2]
+        if not argv[at].startswith("-"):
+            break
+    return argv
 
 
 def _stop_on_sigterm(_signum, _frame) -> None:
@@ -308,11 +340,18 @@ def _stop_on_sigterm(_signum, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_before_fixture_args(argv))
+    if args.command == "fixtures":
+        args.fixture_args = argv[len(_before_fixture_args(argv)) :]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Our own loggers only: the libraries' (Alembic says 11 lines on every start) stay at
+    # warnings.
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("crawler").setLevel(
+        {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     )
     try:
         return _run(args)

@@ -8,6 +8,7 @@ through `CrawlSettings.checked`. Adding a setting here adds it everywhere.
 from __future__ import annotations
 
 import math
+import resource
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -243,6 +244,29 @@ def _passes(option: Option, value: Any) -> bool:
         return False
 
 
+# Past these a typo costs the machine: a process is an interpreter (~30 MiB), a thread a stack,
+# and asyncio's connections stop paying for themselves long before.
+MAX_CONCURRENCY = {"threads": 10_000, "processes": 256, "asyncio": 50_000}
+FILES_KEPT_BACK = 256  # open files for the database, logs and the interpreter itself
+
+
+def max_concurrency(backend: str) -> int:
+    """The most fetches in flight `backend` may be given on this machine: its own bound, and
+    one socket each under the hard limit on open files."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    by_files = hard - FILES_KEPT_BACK if hard != resource.RLIM_INFINITY else math.inf
+    return int(min(MAX_CONCURRENCY[backend], max(1, by_files)))
+
+
+def _why_at_most(backend: str, most: int) -> str:
+    if most < MAX_CONCURRENCY[backend]:
+        return "a socket each, under the hard limit on open files; `ulimit -Hn` raises it"
+    return (
+        "the bound for that backend; to go further, join the crawl from more processes or "
+        "machines with `crawler resume`"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     """How one run fetches: the frontend and how many fetches it keeps in flight."""
@@ -256,12 +280,24 @@ class RunSettings:
         group="run",
     )
     concurrency: int = setting(
-        16, "fetches in flight: threads, processes or asyncio tasks", group="run", **_at_least(1)
+        16,
+        "fetches in flight: threads, processes or asyncio tasks (at most "
+        + ", ".join(f"{n:,} {backend}" for backend, n in MAX_CONCURRENCY.items())
+        + ", and what the open-file limit allows)",
+        group="run",
+        **_at_least(1),
     )
 
     @classmethod
     def checked(cls, **values: Any) -> RunSettings:
-        return _checked(cls, "run setting", values)
+        run = _checked(cls, "run setting", values)
+        most = max_concurrency(run.backend)
+        if run.concurrency > most:
+            raise UsageError(
+                f"--concurrency {run.concurrency:,} is too many for the {run.backend} backend: "
+                f"at most {most:,} here ({_why_at_most(run.backend, most)})"
+            )
+        return run
 
 
 def options(settings_class: type) -> list[tuple[str, Any, Option]]:

@@ -101,9 +101,10 @@ def test_bad_numbers_are_usage_errors(site, db_url, flag):
     assert not os.path.exists(sqlite_path(db_url))  # refused before anything is stored
 
 
-def test_resume_of_an_unknown_crawl(db_url):
+def test_resume_of_an_unknown_crawl(site, db_url):
+    assert cli("crawl", site.url, "--db", db_url).returncode == 0
     result = cli("resume", "nope", "--db", db_url)
-    assert_clean_error(result, 2, "no crawl 'nope'")
+    assert_clean_error(result, 2, "no crawl 'nope'", sqlite_path(db_url))
 
 
 def test_a_name_cannot_be_used_twice(site, db_url):

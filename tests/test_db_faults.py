@@ -269,8 +269,11 @@ def test_read_commands_never_migrate_and_say_how_to_upgrade(tmp_path):
     assert not wal.exists() or wal.stat().st_size == 0
 
     missing = tmp_path / "missing.db"
-    assert cli("crawls", "--json", "--db", f"sqlite:///{missing}").returncode == 0
-    assert not missing.exists()  # a read command creates nothing
+    for command in (["crawls"], ["export", "x"], ["resume", "x"]):
+        result = cli(*command, "--db", f"sqlite:///{missing}")
+        assert result.returncode == 2
+        assert f"there is no database at {missing}" in one_line(result.stderr)
+    assert not missing.exists()  # nothing creates a database to say it has no crawl
     assert cli("db", "upgrade", "--db", f"sqlite:///{path}").returncode == 0
     assert cli("crawls", "--db", f"sqlite:///{path}").returncode == 0
 

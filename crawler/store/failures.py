@@ -26,6 +26,10 @@ from crawler.store.engine import busy_timeout_s, is_read_only, where
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_RETRY_WINDOW_S = 120.0
+# Until a database has answered once, a refused connection is more likely a wrong URL or a
+# server not started than a restart: a command says so after this long, not after minutes.
+FIRST_CONNECT_WINDOW_S = 10.0
+_answered: set[str] = set()  # databases this process has reached (URLs, kept in memory only)
 
 
 class Failure(Enum):
@@ -105,10 +109,15 @@ def _writable(path: str) -> bool:
 
 
 def explain(
-    failure: Failure, engine: Engine, exc: BaseException, waited: float = 0.0, then: str = AGAIN
+    failure: Failure,
+    engine: Engine,
+    exc: BaseException,
+    waited: float = 0.0,
+    then: str = AGAIN,
+    reached: bool = True,
 ) -> str:
     """One line: what happened to which database, and what to do (`then`: the next step once
-    the cause is mended)."""
+    the cause is mended; `reached`: whether this process ever got an answer from it)."""
     db = where(engine)
     reason = _reason(exc)
     if failure is Failure.FULL:
@@ -147,6 +156,11 @@ def explain(
             f"database {db} stayed locked by another process for {waited:.0f} s ({reason}); "
             f"is a program holding a write transaction open? When it is done, {then}"
         )
+    if not reached:
+        return (
+            f"cannot connect to database {db} ({reason}); is the server running, and are the "
+            "host, port, user and password in --db right?"
+        )
     return (
         f"lost database {db} and could not get it back within {waited:.0f} s ({reason}); is the "
         f"server running? What was stored is intact: once it is, {then}"
@@ -164,6 +178,7 @@ def retrying(
     the connection dropped, for at most the retry window. `work` must be safe to run again:
     it sees nothing of a try that was rolled back."""
     window = retry_window_s(engine)
+    key = engine.url.render_as_string(hide_password=False)
     started = time.monotonic()
     pause = 0.05
     tries = 0
@@ -172,16 +187,21 @@ def retrying(
         try:
             if read_only:
                 with engine.connect().execution_options(read_only=True) as conn, conn.begin():
-                    return work(conn)
-            with engine.begin() as conn:
-                return work(conn)
+                    done = work(conn)
+            else:
+                with engine.begin() as conn:
+                    done = work(conn)
+            _answered.add(key)
+            return done
         except DBAPIError as exc:
             failure = classify(exc)
             if failure is None:
                 raise
             waited = time.monotonic() - started
-            if failure not in RETRIED or waited + pause > window:
-                raise DatabaseError(explain(failure, engine, exc, waited, then)) from exc
+            reached = key in _answered or failure is not Failure.DISCONNECTED
+            limit = window if reached else min(window, FIRST_CONNECT_WINDOW_S)
+            if failure not in RETRIED or waited + pause > limit:
+                raise DatabaseError(explain(failure, engine, exc, waited, then, reached)) from exc
             if failure is Failure.DISCONNECTED:
                 engine.dispose()  # every pooled connection is as dead as this one
             if tries == 1 or tries % 10 == 0:

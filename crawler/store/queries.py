@@ -31,9 +31,12 @@ EXPORT_FIELDS = (
 
 
 def find_crawl(conn: Connection, crawl: str | int) -> Crawl | None:
-    """A crawl by name, else by id (a name made of digits wins over the id)."""
+    """A crawl by name; by id when written `#N` (or given as an int). Plain digits are a name
+    first and an id only when no crawl has that name, so `#1` is the way to mean id 1."""
     table = Crawl.__table__
     text = str(crawl)
+    if isinstance(crawl, int) or (text.startswith("#") and text[1:].isdigit()):
+        return conn.execute(select(table).where(table.c.id == int(text.lstrip("#")))).first()
     row = find_crawl_by_name(conn, text)
     if row is None and text.isdigit():
         row = conn.execute(select(table).where(table.c.id == int(text))).first()
