@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import ada_url
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from crawler.coordinator import Progress
 from crawler.errors import CrawlerError, DatabaseError, Interrupted, UsageError
@@ -37,6 +37,7 @@ from crawler.store.queries import (
     export_records,
     find_crawl,
     find_crawl_by_name,
+    last_run,
     totals,
 )
 from crawler.urls import DEFAULT_PORTS, BadURL, canonicalize
@@ -187,19 +188,59 @@ def crawl(
 def resume(
     crawl: str | int,
     *,
-    backend: str = "threads",
-    concurrency: int = 16,
+    backend: str | None = None,
+    concurrency: int | None = None,
     db: str | None = None,
     on_progress: ProgressCallback | None = None,
+    **budgets: Any,
 ) -> CrawlSummary:
-    """Continue a crawl that was interrupted (or join one that is running)."""
-    run = RunSettings.checked(backend=backend, concurrency=concurrency)
+    """Continue a crawl that was interrupted (or join one that is running), with the frontend
+    and concurrency it last ran with unless told otherwise. `budgets` (max_pages, max_depth,
+    max_pages_per_host) replace the crawl's own and are stored with it. A finished crawl with
+    nothing left under its budgets starts no run: its summary has no run_id."""
     engine = open_db(db, create=False)
-    row = _load_crawl(engine, crawl)
     try:
+        row = _load_crawl(engine, crawl)
+        last = retrying(engine, lambda conn: last_run(conn, row.id), read_only=True)
+        run = _resumed_run(last, backend, concurrency)
+        settings = CrawlSettings.from_json(row.settings)
+        if budgets:
+            settings = settings.with_budgets(**budgets)
+        more = retrying(engine, lambda conn: _resume_crawl(conn, row, settings, budgets))
+        if not more:
+            counts = retrying(engine, lambda conn: totals(conn, row.id), read_only=True)
+            return CrawlSummary(
+                row.id, row.name, None, None, None, "finished", **_ZERO_RUN, **counts
+            )
         return run_crawl(engine, row.id, run, on_progress)
     finally:
         engine.dispose()
+
+
+_ZERO_RUN = {"elapsed_s": 0.0, "pages_per_s": 0.0, "cpu_s": 0.0, "peak_rss_kb": 0}
+
+
+def _resumed_run(last, backend: str | None, concurrency: int | None) -> RunSettings:
+    """The frontend and concurrency the crawl last ran with, for what is not given; a new
+    frontend does not inherit the old one's concurrency (4 processes are not 4 tasks)."""
+    if last is not None and backend in (None, last.frontend):
+        backend = last.frontend
+        concurrency = concurrency if concurrency is not None else last.concurrency
+    return RunSettings.checked(backend=backend, concurrency=concurrency)
+
+
+def _resume_crawl(conn, row, settings: CrawlSettings, budgets: dict[str, Any]) -> bool:
+    """Store the new budgets; whether the crawl has anything left to do under them (a finished
+    crawl that has is running again)."""
+    now = conn.execute(select(crawls_t).where(crawls_t.c.id == row.id)).one()
+    budget_left = settings.max_pages is None or now.urls_started < settings.max_pages
+    more = now.state != "finished" or (totals(conn, row.id)["queued"] > 0 and budget_left)
+    values: dict[str, Any] = {"settings": settings.to_json()} if budgets else {}
+    if more and now.state == "finished":
+        values |= {"state": "running", "finished_at": None}
+    if values:
+        conn.execute(update(crawls_t).where(crawls_t.c.id == row.id).values(**values))
+    return more
 
 
 def export(crawl: str | int, out: TextIO, *, format: str = "jsonl", db: str | None = None) -> int:

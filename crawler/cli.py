@@ -23,7 +23,14 @@ from rich.text import Text
 
 import crawler
 from crawler.model import CrawlSummary
-from crawler.settings import CrawlSettings, Option, RunSettings, help_text, options
+from crawler.settings import (
+    RESUME_BUDGETS,
+    CrawlSettings,
+    Option,
+    RunSettings,
+    help_text,
+    options,
+)
 
 if TYPE_CHECKING:
     from crawler.coordinator import Progress
@@ -69,13 +76,17 @@ def _argument_type(option: Option):
     return parse
 
 
-def _add_settings(parser: argparse.ArgumentParser, settings_class: type) -> None:
+def _add_settings(
+    parser: argparse.ArgumentParser, settings_class: type, only: tuple[str, ...] | None = None
+) -> None:
     groups: dict[str, Any] = {
         "crawl": parser,
         "run": parser,
         "politeness": parser.add_argument_group("politeness and retries"),
     }
     for name, default, option in options(settings_class):
+        if only is not None and name not in only:
+            continue
         group = groups[option.group]
         flag = option.flag(name)
         if option.parse is None:
@@ -151,10 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         "resume",
         help="continue an interrupted crawl",
         description="Continue a crawl that was interrupted, with the settings it was started "
-        "with; leases of a run whose process is gone are taken back at once.",
+        "with and the backend and concurrency it last ran with (unless given here); leases of a "
+        "run whose process is gone are taken back at once. New budgets are stored with the "
+        "crawl; a finished crawl with nothing left under them starts no run.",
     )
     resume.add_argument("crawl", metavar="CRAWL", help="crawl name, or #N for the crawl with id N")
     _add_run(resume)
+    _add_settings(resume, CrawlSettings, only=RESUME_BUDGETS)
     _add_db(resume)
 
     export = commands.add_parser(
@@ -253,6 +267,13 @@ def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
     if as_json:
         print(json.dumps(asdict(summary)), flush=True)
         return
+    if summary.run_id is None:
+        print(
+            f"crawl {summary.name} (id {summary.crawl_id}) is finished: {summary.pages} pages, "
+            f"{summary.queued} URLs left past its budgets; nothing to resume (a larger "
+            "--max-pages goes on)"
+        )
+        return
     out.print(summary_table([summary]))
     state = "finished" if summary.state == "finished" else f"stopped with {summary.queued} queued"
     print(
@@ -265,7 +286,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The crawl settings given on the command line; the rest keep their defaults."""
     given = {}
     for name, _default, option in options(CrawlSettings):
-        value = getattr(args, name)
+        value = getattr(args, name, None)  # resume takes only the budgets
         if option.parse is None:
             if value:
                 given[name] = True
@@ -298,6 +319,7 @@ def _run(args: argparse.Namespace) -> int:
                 **_given_run(args),
                 db=args.db,
                 on_progress=show,
+                **_given_settings(args),
             )
         _print_summary(summary, args.json)
     elif args.command == "export":

@@ -99,9 +99,9 @@ class CrawlSummary:
 
     crawl_id: int
     name: str
-    run_id: int
-    backend: str
-    concurrency: int
+    run_id: int | None  # None: no run was started (a resume of a finished crawl)
+    backend: str | None
+    concurrency: int | None
     state: str
     pages: int
     fetches: int

@@ -79,6 +79,10 @@ def _user_agent(user_agent: str) -> str:
     return user_agent
 
 
+# What `crawler resume` may change: a crawl's budgets. The rest is what the crawl is.
+RESUME_BUDGETS = ("max_pages", "max_depth", "max_pages_per_host")
+
+
 @dataclass(frozen=True, slots=True)
 class CrawlSettings:
     """Everything about a crawl but the frontend; stored with it, so `resume` needs none of it."""
@@ -189,6 +193,17 @@ class CrawlSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "allow_hosts": list(self.allow_hosts)}
+
+    def with_budgets(self, **budgets: Any) -> CrawlSettings:
+        """These settings with new budgets (RESUME_BUDGETS), each checked as on a new crawl."""
+        unknown = set(budgets) - set(RESUME_BUDGETS)
+        if unknown:
+            raise UsageError(
+                f"a resume may change only {', '.join(RESUME_BUDGETS)}, not "
+                f"{', '.join(sorted(unknown))}"
+            )
+        checked = CrawlSettings.checked(**budgets)
+        return replace(self, **{name: getattr(checked, name) for name in budgets})
 
     def with_public_seeds(self) -> CrawlSettings:
         return replace(self, block_private_addresses=True)

@@ -7,7 +7,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from crawler.store.models import QUEUED, RETRY, SKIPPED, Crawl, Fetch, FrontierEntry, Page
+from crawler.store.models import (
+    QUEUED,
+    RETRY,
+    SKIPPED,
+    Crawl,
+    Fetch,
+    FrontierEntry,
+    Page,
+    Run,
+)
 
 EXPORT_FIELDS = (
     "url",
@@ -41,6 +50,17 @@ def find_crawl(conn: Connection, crawl: str | int) -> Crawl | None:
     if row is None and text.isdigit():
         row = conn.execute(select(table).where(table.c.id == int(text))).first()
     return row
+
+
+def last_run(conn: Connection, crawl_id: int):
+    """The crawl's latest run (frontend, concurrency), or None before its first."""
+    runs = Run.__table__.c
+    return conn.execute(
+        select(runs.frontend, runs.concurrency)
+        .where(runs.crawl_id == crawl_id)
+        .order_by(runs.id.desc())
+        .limit(1)
+    ).first()
 
 
 def find_crawl_by_name(conn: Connection, name: str) -> Crawl | None:
