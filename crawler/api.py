@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from crawler.store.queries import (
 from crawler.urls import DEFAULT_PORTS, BadURL, canonicalize
 
 crawls_t = Crawl.__table__
+log = logging.getLogger(__name__)
 _POINT_AT_ONE = "crawl first, or point --db (or $CRAWLER_DB) at an existing database"
 MAX_NAME_LENGTH = 200
 ProgressCallback = Callable[[Progress], None]
@@ -102,29 +104,38 @@ def _check_seeds(seeds: Sequence[str]) -> list[str]:
 
 
 def _check_reachable(seeds: list[str], timeout: float) -> bool:
-    """Fail early, before anything is stored, when a seed's server cannot be reached at all.
-    Returns whether a seed is on a public address: then the crawl may not be led to this
-    machine or a private network (server-side request forgery)."""
-    public = False
+    """Fail early, before anything is stored, when no seed's server can be reached at all; a
+    seed that cannot is crawled with the others and stored as that seed's error. Returns
+    whether a seed is on a public address: then the crawl may not be led to this machine or a
+    private network (server-side request forgery)."""
+    public, failures = False, []
     for seed in seeds:
         parsed = ada_url.URL(seed)
         host = parsed.hostname.strip("[]")
         port = int(parsed.port or DEFAULT_PORTS[parsed.protocol.rstrip(":")])
         try:
-            connection = socket.create_connection((host, port), timeout=timeout)
-            public = public or is_public_address(connection.getpeername()[0])
-            connection.close()
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise CrawlerError(
+            failures.append(
                 f"cannot reach seed {seed}: host {host!r} does not resolve ({exc.strerror}); "
                 "check the spelling of the URL"
-            ) from None
+            )
+            continue
+        public = public or any(is_public_address(address[4][0]) for address in addresses)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise CrawlerError(
+            failures.append(
                 f"cannot reach seed {seed}: {reason}; is the site up? "
                 "(for the fixture site, run `crawler fixtures serve` first)"
-            ) from None
+            )
+    if len(failures) == len(seeds):
+        raise CrawlerError(
+            failures[0] if len(seeds) == 1 else "no seed answers: " + "; ".join(failures)
+        )
+    for failure in failures:
+        log.warning("%s; crawling the other seeds", failure)
     return public
 
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.helpers import TreeSite, cli, sqlite_path
+from tests.helpers import TreeSite, cli, last_json, query, sqlite_path
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,31 @@ def test_unreachable_seed_stores_nothing(db_url):
     assert_clean_error(result, 1, "cannot reach seed", seed)
     listed = cli("crawls", "--json", "--db", db_url)
     assert listed.returncode == 0 and listed.stdout.strip() == ""
+
+
+def test_an_unreachable_seed_among_good_ones_is_stored_as_its_error(site, tmp_path):
+    dead = f"http://127.0.0.1:{closed_port()}/"
+    db = f"sqlite:///{tmp_path / 'ignoring.db'}"
+    result = cli(
+        "crawl", site.url, dead, "--max-attempts", "1", "--ignore-robots", "--json", "--db", db
+    )
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["pages"] == 3
+    assert f"cannot reach seed {dead}" in result.stderr
+    assert "crawling the other seeds" in result.stderr
+    assert query(db, "SELECT error_kind FROM fetches WHERE url = ?", dead) == [("connect",)]
+    # Obeying robots.txt, the seed waits on its origin's robots.txt and is skipped with it.
+    db = f"sqlite:///{tmp_path / 'obeying.db'}"
+    again = cli("crawl", site.url, dead, "--max-attempts", "1", "--db", db)
+    assert again.returncode == 0, again.stderr
+    skipped = query(db, "SELECT state, skip_reason FROM frontier WHERE url = ?", dead)
+    assert skipped == [("skipped", "robots.txt unavailable")]
+
+
+def test_no_seed_answering_stores_nothing(db_url):
+    dead = [f"http://127.0.0.1:{closed_port()}/", "http://no-such-host.invalid/"]
+    result = cli("crawl", *dead, "--db", db_url)
+    assert_clean_error(result, 1, "no seed answers", *dead)
 
 
 def test_unresolvable_seed(db_url):
