@@ -10,6 +10,7 @@ and stop in exactly the same way, and only their way of waiting differs.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from crawler.frontier.storing import Stored
 from crawler.model import FetchPolicy, FetchResult, FetchTask
 from crawler.policy.pending import PendingHosts
 
+log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.2  # nothing in flight and nothing leasable: look again this often
 GATHER_S = 0.02  # the longest a finished result waits for others before it is taken in
 LOST_AFTER_S = 5.0  # past the deadline: a task whose worker died will never answer
@@ -248,6 +250,14 @@ class Coordinator:
             self.oldest_done = perf_counter()
         self.done.append(outcome)
         self.pending.add(outcome, time.time())
+        if log.isEnabledFor(logging.DEBUG):  # the hot path: nothing more when it is off
+            log.debug(
+                "fetched %s: %s, %.0f ms (attempt %d)",
+                outcome.task.url,
+                outcome.error_kind or outcome.status,
+                outcome.timings.total * 1000,
+                outcome.task.attempt,
+            )
         return True
 
     def _until_batch_due(self) -> float:

@@ -12,6 +12,7 @@ the coordinator writes what they found (one writer per process).
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import threading
@@ -34,6 +35,7 @@ from crawler.sitemaps import MAX_SITEMAP_BYTES, MAX_SITEMAPS, SitemapError, pars
 from crawler.store.models import Robots
 from crawler.urls import Scope, resolve_link
 
+log = logging.getLogger(__name__)
 robots_t = Robots.__table__
 REFRESH_S = 24 * 3600.0
 FETCHERS = 4
@@ -303,9 +305,26 @@ class RobotsKeeper:
             .values(**values, claimed_by=None, claim_expires_at=None)
         )
         self._rules.pop(origin, None)
+        log.info("robots.txt of %s: %s", origin, _verdict_text(document, values, now))
         if values["verdict"] == "rules" and self.sitemaps and origin not in self._sitemaps_read:
             self._sitemaps_read.add(origin)
             listed = RobotsRules.parse(values["body"], self.policy.user_agent).sitemaps
             if listed:
                 self._walking.add(origin)
                 self._sitemap_pool.submit(self._fetch_sitemaps, origin, tuple(listed))
+
+
+def _verdict_text(document: Document, values: dict, now: float) -> str:
+    """What a stored robots.txt verdict means for the crawl, in words."""
+    answer = f"HTTP {document.status}" if document.status is not None else document.error_kind
+    verdict = values["verdict"]
+    if "body" in values:  # an answer that settles it for a day
+        if verdict == "rules":
+            return f"{answer}, its rules apply"
+        return f"{answer}, everything allowed"
+    if verdict == "unavailable":
+        return f"{answer}, unavailable after {values['attempts']} tries: its URLs are skipped"
+    wait = values["expires_at"] - now
+    if verdict == "disallow_all":
+        return f"{answer}, unavailable for now: its URLs wait, asked again in {wait:.0f} s"
+    return f"{answer}, refresh failed: the copy we have holds, asked again in {wait:.0f} s"

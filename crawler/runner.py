@@ -18,6 +18,7 @@ from crawler import frontends
 from crawler.coordinator import Coordinator, Progress
 from crawler.errors import DatabaseError, Interrupted
 from crawler.frontier.repository import Frontier
+from crawler.log_text import changed_settings
 from crawler.model import CrawlSummary
 from crawler.policy.rules import CrawlRules
 from crawler.robots_cache import RobotsKeeper
@@ -46,6 +47,15 @@ def run_crawl(
     rules = CrawlRules.for_crawl(crawl_row.seeds, settings)
     frontend = frontends.load(run.backend)
     run_id = retrying(engine, lambda conn: _start_run(conn, crawl_id, run), then=then)
+    log.info(
+        "crawl %r (id %d): run %d started, %s backend, concurrency %d; settings changed: %s",
+        crawl_row.name,
+        crawl_id,
+        run_id,
+        run.backend,
+        run.concurrency,
+        changed_settings(settings),
+    )
     robots = None
     if rules.obey_robots:
         robots = RobotsKeeper(
@@ -83,6 +93,15 @@ def run_crawl(
             robots.close()
         cost = meter.stop()
         progress = coordinator.progress
+        log.info(
+            "run %d %s: %d pages, %d fetches, %d errors in %.1f s",
+            run_id,
+            state,
+            progress.pages,
+            progress.fetches,
+            progress.errors,
+            cost.wall_s,
+        )
         crawl_done = False
         try:
             # A finished run holds no leases, but may hold robots.txt claims. Only a stop

@@ -112,6 +112,7 @@ class Frontier:
                 conn, self.crawl_id, self.run_id, plan, self.rules, time.time()
             )
         )
+        stored.log()
         for url in stored.queued:
             self.recent.add(url.key, url.depth)
         self.store_s += perf_counter() - started

@@ -8,6 +8,7 @@ stores its own result. So a batch tried again after a dropped connection stores 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,12 +32,15 @@ from crawler.frontier.tables import (
     pages_t,
     ready_t,
 )
+from crawler.log_text import ordinal
 from crawler.model import FetchResult
 from crawler.policy.links import NewURL, RecentKeys, follow_links
-from crawler.policy.outcomes import RETRY, HostTally, Outcome, outcome_of, tally_host
+from crawler.policy.outcomes import FAILED, RETRY, HostTally, Outcome, outcome_of, tally_host
 from crawler.policy.rules import CrawlRules
 from crawler.store.models import SKIPPED
 from crawler.urls import host_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,21 @@ class Stored:
     fenced: int = 0  # results dropped: their lease had been taken over
     skipped: int = 0  # URLs of a host whose breaker opened too often
     queued: list[NewURL] = field(default_factory=list)  # URLs found and queued (or deepened)
+    # For the log, once the transaction is committed (a try again would say it twice):
+    exhausted: list[tuple[str, int, str]] = field(default_factory=list)  # url, attempts, why
+    breakers: list[tuple[str, int, float]] = field(default_factory=list)  # host, trips, rest s
+    given_up: list[tuple[str, int, str]] = field(default_factory=list)  # host, skipped, why
+
+    def log(self) -> None:
+        """Say what this batch did that a user watching the crawl should know."""
+        for url, attempts, why in self.exhausted:
+            log.info("gave up on %s after %d attempts; last error: %s", url, attempts, why)
+        for host, trips, rest in self.breakers:
+            log.warning(
+                "host %s: breaker opened (%s time), resting %g s", host, ordinal(trips), rest
+            )
+        for host, skipped, why in self.given_up:
+            log.warning("host %s given up (%s): %d waiting URLs skipped", host, why, skipped)
 
 
 def store_batch(
@@ -121,15 +140,20 @@ def store_batch(
             stored.retries += 1
         result = plan.results[i]
         stored.errors += outcome.error_kind is not None or (result.status or 0) >= 400
+        if outcome.state == FAILED and result.task.attempt >= rules.retry.max_attempts:
+            why = outcome.error_kind or f"HTTP {result.status}"
+            stored.exhausted.append((result.task.url, result.task.attempt, why))
         for url in plan.leads[i]:
             if url.key not in leads or leads[url.key].depth > url.depth:
                 leads[url.key] = url
     enqueue(conn, crawl_id, leads.values(), changes, locked=True)
     stored.queued = list(leads.values())
-    failing = _tally_hosts(conn, plan, accepted, host_rows, rules, now)
+    failing = _tally_hosts(conn, plan, accepted, host_rows, rules, now, stored.breakers)
     bump_counts(conn, crawl_id, changes)
     for host, reason in failing:
-        stored.skipped += _skip_host(conn, crawl_id, host, reason)
+        skipped = _skip_host(conn, crawl_id, host, reason)
+        stored.skipped += skipped
+        stored.given_up.append((host, skipped, reason))
     return stored
 
 
@@ -258,9 +282,11 @@ def _tally_hosts(
     host_rows: dict,
     rules: CrawlRules,
     now: float,
+    opened: list[tuple[str, int, float]],
 ) -> list[tuple[str, str]]:
     """Update each host the batch touched (its next allowed request, its breaker); returns
-    the hosts whose breaker opened too often, with the reason to skip their URLs."""
+    the hosts whose breaker opened too often, with the reason to skip their URLs, and adds
+    to `opened` each host whose breaker opened now (its trips, how long it rests)."""
     by_host: dict[str, list[FetchResult]] = defaultdict(list)
     for i in accepted:
         by_host[plan.hosts[i]].append(plan.results[i])
@@ -282,6 +308,8 @@ def _tally_hosts(
             )
         if skip_reason is not None:
             failing.append((host, skip_reason))
+        elif after.trips > before.trips:
+            opened.append((host, after.trips, after.breaker_until - now))
     return failing
 
 
