@@ -220,15 +220,10 @@ def resume(
         more = retrying(engine, lambda conn: _resume_crawl(conn, row, settings, budgets))
         if not more:
             counts = retrying(engine, lambda conn: totals(conn, row.id), read_only=True)
-            return CrawlSummary(
-                row.id, row.name, None, None, None, "finished", **_ZERO_RUN, **counts
-            )
+            return CrawlSummary(row.id, row.name, "finished", **counts, run=None)
         return run_crawl(engine, row.id, run, on_progress)
     finally:
         engine.dispose()
-
-
-_ZERO_RUN = {"elapsed_s": 0.0, "pages_per_s": 0.0, "cpu_s": 0.0, "peak_rss_kb": 0}
 
 
 def _resumed_run(last, backend: str | None, concurrency: int | None) -> RunSettings:
@@ -288,7 +283,7 @@ def list_crawls(db: str | None = None) -> list[dict]:
         rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
         return [
             {
-                "id": r.id,
+                "crawl_id": r.id,
                 "name": r.name,
                 "state": r.state,
                 "seeds": r.seeds,

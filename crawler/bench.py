@@ -63,8 +63,8 @@ def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:
     return {
         "pages": summary["pages"],
         "errors": summary["errors"],
-        "seconds": summary["elapsed_s"],
-        "pages_per_s": summary["pages_per_s"],
+        "seconds": summary["run"]["elapsed_s"],
+        "pages_per_s": summary["run"]["pages_per_s"],
         "cpu_ms_per_page": round((user + system) * 1000 / pages, 2),
         "peak_rss_mib": round(rss / 1024, 1),
         "startup_s": round(startup or 0.0, 2),

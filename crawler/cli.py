@@ -11,7 +11,7 @@ import json
 import logging
 import signal
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -248,17 +248,17 @@ def summary_table(summaries: list[CrawlSummary]) -> Table:
     table.add_column("backend", no_wrap=True)
     for column in ("conc", "pages", "fetches", "errors", "secs", "pages/s", "CPU s", "RSS MiB"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
-    for s in summaries:
+    for run in (s.run for s in summaries if s.run is not None):
         table.add_row(
-            s.backend,
-            str(s.concurrency),
-            str(s.pages),
-            str(s.fetches),
-            str(s.errors),
-            f"{s.elapsed_s:.2f}",
-            f"{s.pages_per_s:.1f}",
-            f"{s.cpu_s:.2f}",
-            f"{s.peak_rss_kb / 1024:.1f}",
+            run.backend,
+            str(run.concurrency),
+            str(run.pages),
+            str(run.fetches),
+            str(run.errors),
+            f"{run.elapsed_s:.2f}",
+            f"{run.pages_per_s:.1f}",
+            f"{run.cpu_s:.2f}",
+            f"{run.peak_rss_kb / 1024:.1f}",
         )
     return table
 
@@ -267,7 +267,7 @@ def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
     if as_json:
         print(json.dumps(asdict(summary)), flush=True)
         return
-    if summary.run_id is None:
+    if summary.run is None:
         print(
             f"crawl {summary.name} (id {summary.crawl_id}) is finished: {summary.pages} pages, "
             f"{summary.queued} URLs left past its budgets; nothing to resume (a larger "
@@ -277,9 +277,18 @@ def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
     out.print(summary_table([summary]))
     state = "finished" if summary.state == "finished" else f"stopped with {summary.queued} queued"
     print(
-        f"crawl {summary.name} (id {summary.crawl_id}) {state}; "
+        f"crawl {summary.name} (id {summary.crawl_id}) {state}: {summary.pages} pages in all; "
         f"export it with `crawler export {summary.name}`"
     )
+
+
+def _print_failure(args: argparse.Namespace, state: str, error: str, summary) -> None:
+    """With --json, a crawl or resume says how it ended on stdout too, whatever ended it."""
+    if not getattr(args, "json", False) or args.command not in ("crawl", "resume"):
+        return
+    if summary is None:  # no run had started
+        summary = CrawlSummary(None, None, state, None, None, None, None, None, run=None)
+    print(json.dumps(asdict(replace(summary, state=state, error=error))), flush=True)
 
 
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -331,8 +340,17 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps(row))
         else:
             table = Table(title="crawls")
-            columns = ("id", "name", "state", "pages", "fetches", "errors", "queued", "skipped")
-            for column in (*columns, "created"):
+            columns = (
+                "crawl_id",
+                "name",
+                "state",
+                "pages",
+                "fetches",
+                "errors",
+                "queued",
+                "skipped",
+            )
+            for column in ("id", *columns[1:], "created"):
                 table.add_column(column)
             for r in rows:
                 table.add_row(*(str(r[c]) for c in columns), r["created_at"])
@@ -379,12 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except crawler.CrawlerError as exc:
         print(f"crawler: error: {exc}", file=sys.stderr)
+        state = "interrupted" if isinstance(exc, crawler.Interrupted) else "failed"
+        _print_failure(args, state, str(exc), exc.summary)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(
-            "crawler: interrupted; what finished is stored, continue with `crawler resume`",
-            file=sys.stderr,
-        )
+        message = "interrupted; what finished is stored, continue with `crawler resume`"
+        print(f"crawler: {message}", file=sys.stderr)
+        _print_failure(args, "interrupted", message, None)
         return 130
     except BrokenPipeError:
         return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 
 class CrawlerError(Exception):
-    """The crawler cannot go on; the message says what was wrong and what to do."""
+    """The crawler cannot go on; the message says what was wrong and what to do. `summary`:
+    what the crawl and its run came to, when a run had started (a CrawlSummary)."""
 
     exit_code = 1
+    summary = None
 
 
 class UsageError(CrawlerError):

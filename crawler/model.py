@@ -94,21 +94,35 @@ class FetchResult:
 
 
 @dataclass(frozen=True, slots=True)
-class CrawlSummary:
-    """What a finished (or stopped) run reports; the CLI's `--json` line is this, as a dict."""
+class RunSummary:
+    """What one run did and cost: its own pages over its own time, not the crawl's."""
 
-    crawl_id: int
-    name: str
-    run_id: int | None  # None: no run was started (a resume of a finished crawl)
-    backend: str | None
-    concurrency: int | None
-    state: str
+    run_id: int
+    backend: str
+    concurrency: int
     pages: int
     fetches: int
     errors: int
-    queued: int
     elapsed_s: float
     pages_per_s: float
     cpu_s: float
     peak_rss_kb: int
-    skipped: int = 0  # URLs never fetched: robots.txt, host limits, a failing host
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlSummary:
+    """The crawl's totals after a run, and the run apart; the CLI's `--json` line is this as a
+    dict (README, "JSON output"). `run` is None when no run started; `error` says why a run
+    failed or stopped."""
+
+    crawl_id: int | None
+    name: str | None
+    state: str  # finished, running (stopped by a limit or joined by others), interrupted, failed
+    # The crawl's totals; None when they could not be read (the database failed).
+    pages: int | None
+    fetches: int | None
+    errors: int | None
+    queued: int | None
+    skipped: int | None  # URLs never fetched: robots.txt, host limits, a failing host
+    run: RunSummary | None
+    error: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
@@ -19,7 +20,7 @@ from crawler.coordinator import Coordinator, Progress
 from crawler.errors import DatabaseError, Interrupted
 from crawler.frontier.repository import Frontier
 from crawler.log_text import changed_settings
-from crawler.model import CrawlSummary
+from crawler.model import CrawlSummary, RunSummary
 from crawler.policy.rules import CrawlRules
 from crawler.robots_cache import RobotsKeeper
 from crawler.runs import RunMeter, process_alive, this_host
@@ -75,15 +76,17 @@ def run_crawl(
         frontier, frontend, settings.policy(), run.concurrency, on_progress=on_progress
     )
     state, error, report = "failed", None, None
+    raised: Interrupted | DatabaseError | None = None  # carries the summary to the CLI's --json
     try:
         _reclaim_dead_runs(engine, frontier)
         report = coordinator.run()
         state = "finished"
     except KeyboardInterrupt:
         state = "interrupted"
-        raise Interrupted(f"interrupted; what finished is stored, {then}") from None
+        raised = Interrupted(f"interrupted; what finished is stored, {then}")
+        raise raised from None
     except DatabaseError as exc:
-        error = str(exc)
+        error, raised = str(exc), exc
         raise
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -133,24 +136,35 @@ def run_crawl(
             # Already failing on the database: the row stays "running" until a later run on
             # this host finds the process gone, and the leases lapse as after a kill.
             log.info("could not record the end of run %s: %s", run_id, exc)
-    counts = retrying(engine, lambda conn: totals(conn, crawl_id), read_only=True)
-    return CrawlSummary(
-        crawl_id=crawl_id,
-        name=crawl_row.name,
+        if raised is not None:
+            # The database failed: its totals are not asked for again (that would wait).
+            counted = not isinstance(raised, DatabaseError)
+            raised.summary = _summary(engine, crawl_row, run_id, run, progress, cost, counted)
+            raised.summary = replace(raised.summary, state=state, error=error or str(raised))
+    ended = "finished" if crawl_done else "running"
+    return replace(_summary(engine, crawl_row, run_id, run, progress, cost), state=ended)
+
+
+def _summary(
+    engine: Engine, crawl_row, run_id: int, run: RunSettings, progress, cost, counted=True
+) -> CrawlSummary:
+    """The crawl's totals (None where they could not be read) and this run's own figures."""
+    counts: dict = dict.fromkeys(("pages", "fetches", "errors", "queued", "skipped"))
+    if counted:
+        counts = retrying(engine, lambda conn: totals(conn, crawl_row.id), read_only=True)
+    this_run = RunSummary(
         run_id=run_id,
         backend=run.backend,
         concurrency=run.concurrency,
-        state="finished" if crawl_done else "running",
-        pages=counts["pages"],
-        fetches=counts["fetches"],
-        errors=counts["errors"],
-        queued=counts["queued"],
-        skipped=counts["skipped"],
+        pages=progress.pages,
+        fetches=progress.fetches,
+        errors=progress.errors,
         elapsed_s=round(cost.wall_s, 3),
         pages_per_s=round(progress.pages / cost.wall_s, 2) if cost.wall_s else 0.0,
         cpu_s=round(cost.user_cpu_s + cost.system_cpu_s, 3),
         peak_rss_kb=cost.peak_rss_kb,
     )
+    return CrawlSummary(crawl_row.id, crawl_row.name, "running", **counts, run=this_run)
 
 
 def _crawl_row(conn, crawl_id: int):

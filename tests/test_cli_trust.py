@@ -96,7 +96,7 @@ def test_a_crawl_named_with_digits_does_not_hide_the_crawl_with_that_id(tmp_path
     by_id = cli("export", "#1", "--db", db)
     assert by_name.returncode == by_id.returncode == 0
     first_id = {
-        c["name"]: c["id"]
+        c["name"]: c["crawl_id"]
         for c in map(last_json, cli("crawls", "--json", "--db", db).stdout.splitlines())
     }
     assert first_id == {"first": 1, "1": 2}

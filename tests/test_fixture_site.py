@@ -44,7 +44,8 @@ def fixture_crawl(request, fixture_site, tmp_path_factory):
 
 def test_summary_line(fixture_crawl):
     _, _, summary = fixture_crawl
-    assert {"crawl_id", "name", "pages", "errors", "elapsed_s", "pages_per_s"} <= summary.keys()
+    assert {"crawl_id", "name", "pages", "errors", "run"} <= summary.keys()
+    assert {"elapsed_s", "pages_per_s"} <= summary["run"].keys()
     assert summary["name"] == "site" and summary["state"] == "finished"
     assert summary["pages"] == len(TITLES)
     assert summary["errors"] == sum(1 for status in EXPECTED.values() if status >= 400)
@@ -135,7 +136,7 @@ def test_redirects_are_stored_with_their_targets(fixture_crawl):
 
 def test_the_run_records_what_it_cost(fixture_crawl):
     _, db_url, summary = fixture_crawl
-    backend = summary["backend"]
+    backend = summary["run"]["backend"]
     [row] = query(
         db_url,
         "SELECT frontend, concurrency, workers, wall_s, user_cpu_s, system_cpu_s, peak_rss_kb,"
@@ -163,7 +164,7 @@ def test_the_run_records_what_it_cost(fixture_crawl):
         pid,
     ) = row
     assert (frontend, state) == (backend, "finished")
-    assert workers == concurrency == summary["concurrency"]
+    assert workers == concurrency == summary["run"]["concurrency"]
     assert wall > 0 and user > 0 and system >= 0 and voluntary > 0 and involuntary >= 0
     assert 0 < store < wall and startup is not None and hostname and pid
     assert (pages, fetches, errors) == (summary["pages"], summary["fetches"], summary["errors"])

@@ -36,20 +36,23 @@ def test_resume_remembers_the_frontend_and_takes_a_larger_budget(tmp_path):
         assert last_json(first.stdout)["pages"] == 5
 
         spent = resume("r", "--db", db)  # the budget is spent: nothing to do, no run
-        assert (spent["state"], spent["run_id"], spent["pages"]) == ("finished", None, 5)
+        assert (spent["state"], spent["run"], spent["pages"]) == ("finished", None, 5)
         assert spent["queued"] > 0
         assert query(db, "SELECT count(*) FROM runs") == [(1,)]
         said = cli("resume", "r", "--db", db)
         assert said.returncode == 0 and "is finished" in said.stdout
 
         more = resume("r", "--max-pages", "12", "--db", db)
-        assert (more["backend"], more["concurrency"]) == ("processes", 2)
-        assert (more["state"], more["pages"]) == ("finished", 12)
+        assert (more["run"]["backend"], more["run"]["concurrency"]) == ("processes", 2)
+        assert (more["state"], more["pages"], more["run"]["pages"]) == ("finished", 12, 7)
         [(stored,)] = query(db, "SELECT settings FROM crawls")
         assert json.loads(stored)["max_pages"] == 12  # the change is the crawl's now
 
         other = resume("r", "--backend", "asyncio", "--max-pages", "40", "--db", db)
-        assert (other["backend"], other["concurrency"]) == ("asyncio", 16)  # not 2 processes
+        assert (other["run"]["backend"], other["run"]["concurrency"]) == (
+            "asyncio",
+            16,
+        )  # not 2 processes
         assert (other["state"], other["pages"], other["queued"]) == ("finished", 40, 0)
         assert query(db, "SELECT frontend, concurrency FROM runs ORDER BY id") == [
             ("processes", 2),
