@@ -45,8 +45,14 @@ def setting(default: Any, help: str, **option: Any) -> Any:
     return field(default=default, metadata={"option": Option(help, **option)})
 
 
-def _at_least(low: int) -> dict[str, Any]:
-    return {"parse": int, "check": lambda v: v >= low, "must": f"at least {low}", "metavar": "N"}
+def _between(low: int, high: int) -> dict[str, Any]:
+    """A whole number in a range: past `high` a typo would cost the machine or mean nothing."""
+    return {
+        "parse": int,
+        "check": lambda v: low <= v <= high,
+        "must": f"{low:,} to {high:,}",
+        "metavar": "N",
+    }
 
 
 def _seconds(*, low_exclusive: bool = False) -> dict[str, Any]:
@@ -88,10 +94,10 @@ class CrawlSettings:
     """Everything about a crawl but the frontend; stored with it, so `resume` needs none of it."""
 
     max_pages: int | None = setting(
-        None, "stop after fetching N URLs (a redirect counts as one)", **_at_least(1)
+        None, "stop after fetching N URLs (a redirect counts as one)", **_between(1, 10**9)
     )
     max_depth: int | None = setting(
-        None, "follow links at most N steps from a seed (0: the seeds only)", **_at_least(0)
+        None, "follow links at most N steps from a seed (0: the seeds only)", **_between(0, 10_000)
     )
     allow_hosts: tuple[str, ...] = setting(
         (),
@@ -115,7 +121,7 @@ class CrawlSettings:
         metavar="UA",
         default_text="crawler/0.1 (...)",
     )
-    max_redirects: int = setting(5, "redirect hops followed from one URL", **_at_least(0))
+    max_redirects: int = setting(5, "redirect hops followed from one URL", **_between(0, 20))
     max_body_bytes: int = setting(
         5 * 1024 * 1024,
         "decoded bytes read of one page before it is refused (a compression bomb stops here)",
@@ -136,7 +142,7 @@ class CrawlSettings:
         "most requests in flight to one host:port",
         group="politeness",
         default_text="8 on the network, no cap on loopback",
-        **_at_least(1),
+        **_between(1, 50_000),
     )
     per_host_delay: float | None = setting(
         None,
@@ -146,10 +152,10 @@ class CrawlSettings:
         **_seconds(),
     )
     max_pages_per_host: int | None = setting(
-        None, "a trap guard: URLs fetched per host", group="politeness", **_at_least(1)
+        None, "a trap guard: URLs fetched per host", group="politeness", **_between(1, 10**9)
     )
     max_attempts: int = setting(
-        3, "fetches of one URL before it is marked failed", group="politeness", **_at_least(1)
+        3, "fetches of one URL before it is marked failed", group="politeness", **_between(1, 100)
     )
     retry_backoff: float = setting(
         1.0,
@@ -164,7 +170,7 @@ class CrawlSettings:
         10,
         "connection failures in a row that rest a host (0: never)",
         group="politeness",
-        **_at_least(0),
+        **_between(0, 100_000),
     )
     breaker_cooldown: float = setting(
         30.0,
@@ -300,7 +306,7 @@ class RunSettings:
         + ", ".join(f"{n:,} {backend}" for backend, n in MAX_CONCURRENCY.items())
         + ", and what the open-file limit allows)",
         group="run",
-        **_at_least(1),
+        **_between(1, 10**6),  # each backend has its own bound, checked below
     )
 
     @classmethod

@@ -3,6 +3,7 @@ crawls found by name or by #id, and no password on screen."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -119,3 +120,53 @@ def test_a_database_password_is_never_shown_and_a_dead_server_is_reported_soon()
         assert "crawler:***@127.0.0.1:9/crawls" in result.stderr
         assert "cannot connect to database" in result.stderr
         assert time.monotonic() - started < 60
+
+
+def test_a_db_that_is_a_folder_is_called_one(tmp_path):
+    result = cli("crawls", "--db", f"sqlite:///{tmp_path}")
+    assert result.returncode == 1
+    assert f"cannot open database {tmp_path}: it is a folder" in result.stderr
+
+
+def test_the_readme_command_table_lists_every_command_and_its_options():
+    """Each command has a row in the README's table, and the row names every option the
+    command takes (crawl's settings are in the tables below it, each by its flag)."""
+    from crawler.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    rows = {
+        match.group(1): match.group(0)
+        for match in re.finditer(r"^\| `crawler ([a-z]+(?: [a-z]+)?)[ `].*$", readme, re.MULTILINE)
+    }
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in commands.items():
+        if name in ("db", "fixtures"):
+            name = {"db": "db upgrade", "fixtures": "fixtures serve"}[name]
+            assert name in rows, name
+            continue
+        assert name in rows, f"no README row for crawler {name}"
+        for action in parser._actions:
+            flags = [f for f in action.option_strings if f.startswith("--")]
+            if not flags or flags[0] in ("--help", "--verbose"):
+                continue
+            where = rows[name] if name != "crawl" else readme
+            assert flags[0] in where, f"{flags[0]} of crawler {name} is not in the README"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "range_"),
+    [
+        ("--max-attempts", "101", "1 to 100"),
+        ("--max-redirects", "21", "0 to 20"),
+        ("--per-host-concurrency", "50001", "1 to 50,000"),
+        ("--max-depth", "10001", "0 to 10,000"),
+        ("--breaker-threshold", "100001", "0 to 100,000"),
+        ("--max-pages", "0", "1 to 1,000,000,000"),
+    ],
+)
+def test_every_number_has_a_range_that_the_error_names(tmp_path, flag, value, range_):
+    db = tmp_path / "n.db"
+    result = cli("crawl", "http://127.0.0.1:9/", flag, value, "--db", f"sqlite:///{db}")
+    assert result.returncode == 2
+    assert f"{flag} must be {range_}, not {value}" in result.stderr
+    assert not db.exists()
