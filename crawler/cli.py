@@ -77,8 +77,13 @@ def _argument_type(option: Option):
 
 
 def _add_settings(
-    parser: argparse.ArgumentParser, settings_class: type, only: tuple[str, ...] | None = None
+    parser: argparse.ArgumentParser,
+    settings_class: type,
+    only: tuple[str, ...] | None = None,
+    inherited: str | None = None,
 ) -> None:
+    """The settings' options (`only` some of them); `inherited`: where a default comes from
+    when it is not the setting's own (a resume's)."""
     groups: dict[str, Any] = {
         "crawl": parser,
         "run": parser,
@@ -101,12 +106,15 @@ def _add_settings(
                 help=help_text(default, option) + "; give it once per host",
             )
         else:
+            shown = help_text(default, option)
+            if inherited is not None:
+                shown = f"{option.help} (default: {inherited})"
             group.add_argument(
                 flag,
                 dest=name,
                 type=_argument_type(option),
                 metavar=option.metavar,
-                help=help_text(default, option),
+                help=shown,
             )
 
 
@@ -120,8 +128,8 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_run(parser: argparse.ArgumentParser) -> None:
-    _add_settings(parser, RunSettings)
+def _add_run(parser: argparse.ArgumentParser, inherited: str | None = None) -> None:
+    _add_settings(parser, RunSettings, inherited=inherited)
     parser.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
 
@@ -167,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "crawl; a finished crawl with nothing left under them starts no run.",
     )
     resume.add_argument("crawl", metavar="CRAWL", help="crawl name, or #N for the crawl with id N")
-    _add_run(resume)
-    _add_settings(resume, CrawlSettings, only=RESUME_BUDGETS)
+    _add_run(resume, inherited="as the crawl last ran")
+    _add_settings(resume, CrawlSettings, only=RESUME_BUDGETS, inherited="the crawl's own")
     _add_db(resume)
 
     export = commands.add_parser(
