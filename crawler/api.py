@@ -50,19 +50,24 @@ MAX_NAME_LENGTH = 200
 ProgressCallback = Callable[[Progress], None]
 
 
-def open_db(db: str | None = None, *, create: bool = True) -> Engine:
-    """An engine on `db` with the schema at head; a new SQLite file is created only when
-    `create` (a crawl starts one, a resume needs one)."""
+def _engine(db: str | None, *, read_only: bool = False) -> Engine:
+    """make_engine, its errors turned into the ones a user sees."""
     try:
-        engine = make_engine(db)
-        if not create and engine.dialect.name == "sqlite":
-            make_engine(db, read_only=True).dispose()  # raises NoDatabase for a missing file
+        return make_engine(db, read_only=read_only)
     except NoDatabase as exc:
         raise UsageError(f"{exc}; {_POINT_AT_ONE}") from None
     except DatabaseURLError as exc:
         raise UsageError(str(exc)) from None
     except DatabaseOpenError as exc:
         raise CrawlerError(str(exc)) from None
+
+
+def open_db(db: str | None = None, *, create: bool = True) -> Engine:
+    """An engine on `db` with the schema at head; a new SQLite file is created only when
+    `create` (a crawl starts one, a resume needs one)."""
+    engine = _engine(db)
+    if not create and engine.dialect.name == "sqlite":
+        _engine(db, read_only=True).dispose()  # NoDatabase for a missing file
     migrate.upgrade(engine)
     return engine
 
@@ -70,14 +75,7 @@ def open_db(db: str | None = None, *, create: bool = True) -> Engine:
 def open_db_read_only(db: str | None = None) -> Engine:
     """A read-only engine on `db`, which must be at this crawler's schema (nothing is migrated
     or created; a missing SQLite file is an error naming it)."""
-    try:
-        engine = make_engine(db, read_only=True)
-    except NoDatabase as exc:
-        raise UsageError(f"{exc}; {_POINT_AT_ONE}") from None
-    except DatabaseURLError as exc:
-        raise UsageError(str(exc)) from None
-    except DatabaseOpenError as exc:
-        raise CrawlerError(str(exc)) from None
+    engine = _engine(db, read_only=True)
     migrate.require_head(engine)
     return engine
 

@@ -389,9 +389,10 @@ def _stop_on_sigterm(_signum, _frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(_before_fixture_args(argv))
+    ours = _before_fixture_args(argv)
+    args = build_parser().parse_args(ours)
     if args.command == "fixtures":
-        args.fixture_args = argv[len(_before_fixture_args(argv)) :]
+        args.fixture_args = argv[len(ours) :]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Our own loggers only: the libraries' (Alembic says 11 lines on every start) stay at
     # warnings.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
@@ -139,16 +138,18 @@ def run_crawl(
         if raised is not None:
             # The database failed: its totals are not asked for again (that would wait).
             counted = not isinstance(raised, DatabaseError)
-            raised.summary = _summary(engine, crawl_row, run_id, run, progress, cost, counted)
-            raised.summary = replace(raised.summary, state=state, error=error or str(raised))
+            ran = (run_id, run, progress, cost)
+            raised.summary = _summary(engine, crawl_row, ran, state, str(raised), counted)
     ended = "finished" if crawl_done else "running"
-    return replace(_summary(engine, crawl_row, run_id, run, progress, cost), state=ended)
+    return _summary(engine, crawl_row, (run_id, run, progress, cost), ended)
 
 
 def _summary(
-    engine: Engine, crawl_row, run_id: int, run: RunSettings, progress, cost, counted=True
+    engine: Engine, crawl_row, ran: tuple, state: str, error: str | None = None, counted=True
 ) -> CrawlSummary:
-    """The crawl's totals (None where they could not be read) and this run's own figures."""
+    """The crawl's totals (None where they could not be read) and what the run `ran`
+    (its id, settings, progress and cost) did."""
+    run_id, run, progress, cost = ran
     counts: dict = dict.fromkeys(("pages", "fetches", "errors", "queued", "skipped"))
     if counted:
         counts = retrying(engine, lambda conn: totals(conn, crawl_row.id), read_only=True)
@@ -164,7 +165,7 @@ def _summary(
         cpu_s=round(cost.user_cpu_s + cost.system_cpu_s, 3),
         peak_rss_kb=cost.peak_rss_kb,
     )
-    return CrawlSummary(crawl_row.id, crawl_row.name, "running", **counts, run=this_run)
+    return CrawlSummary(crawl_row.id, crawl_row.name, state, **counts, run=this_run, error=error)
 
 
 def _crawl_row(conn, crawl_id: int):

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from crawler.errors import DatabaseError
@@ -29,7 +30,7 @@ DEFAULT_RETRY_WINDOW_S = 120.0
 # Until a database has answered once, a refused connection is more likely a wrong URL or a
 # server not started than a restart: a command says so after this long, not after minutes.
 FIRST_CONNECT_WINDOW_S = 10.0
-_answered: set[str] = set()  # databases this process has reached (URLs, kept in memory only)
+_answered: set[URL] = set()  # databases this process has reached
 
 
 class Failure(Enum):
@@ -178,7 +179,7 @@ def retrying(
     the connection dropped, for at most the retry window. `work` must be safe to run again:
     it sees nothing of a try that was rolled back."""
     window = retry_window_s(engine)
-    key = engine.url.render_as_string(hide_password=False)
+    key = engine.url
     started = time.monotonic()
     pause = 0.05
     tries = 0
