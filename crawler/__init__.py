@@ -18,13 +18,20 @@ _API = {
     "Interrupted": "crawler.api",
     "UsageError": "crawler.api",
     "crawl": "crawler.api",
-    "export": "crawler.api",
-    "list_crawls": "crawler.api",
     "resume": "crawler.api",
     "upgrade_db": "crawler.api",
     "CrawlSummary": "crawler.model",
+    "crawls": "crawler.query.api",
+    "status": "crawler.query.api",
+    "pages": "crawler.query.api",
+    "links": "crawler.query.api",
+    "error_counts": "crawler.query.api",
+    "hosts": "crawler.query.api",
+    "show": "crawler.query.api",
+    "export": "crawler.query.api",
+    "sql": "crawler.query.sql",
 }
-__all__ = [
+__all__ = [  # noqa: RUF022 (the crawl, then the questions)
     "CrawlSettings",
     "CrawlSummary",
     "CrawlerError",
@@ -32,10 +39,17 @@ __all__ = [
     "Interrupted",
     "UsageError",
     "crawl",
-    "export",
-    "list_crawls",
     "resume",
     "upgrade_db",
+    "crawls",
+    "status",
+    "pages",
+    "links",
+    "error_counts",
+    "hosts",
+    "show",
+    "export",
+    "sql",
 ]
 
 if TYPE_CHECKING:
@@ -46,12 +60,12 @@ if TYPE_CHECKING:
         Interrupted,
         UsageError,
         crawl,
-        export,
-        list_crawls,
         resume,
         upgrade_db,
     )
     from crawler.model import CrawlSummary
+    from crawler.query.api import crawls, error_counts, export, hosts, links, pages, show, status
+    from crawler.query.sql import sql
 
 
 def __getattr__(name: str):

@@ -9,14 +9,12 @@ Crawl settings are keywords named as in `crawler.settings.CrawlSettings` (`max_p
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 import ada_url
 from sqlalchemy import Engine, insert, select, update
@@ -33,14 +31,7 @@ from crawler.store import DatabaseOpenError, DatabaseURLError, make_engine, migr
 from crawler.store.engine import NoDatabase, where
 from crawler.store.failures import retrying
 from crawler.store.models import Crawl
-from crawler.store.queries import (
-    EXPORT_FIELDS,
-    export_records,
-    find_crawl,
-    find_crawl_by_name,
-    last_run,
-    totals,
-)
+from crawler.store.queries import find_crawl, find_crawl_by_name, last_run, totals
 from crawler.urls import DEFAULT_PORTS, BadURL, canonicalize
 
 crawls_t = Crawl.__table__
@@ -247,56 +238,6 @@ def _resume_crawl(conn, row, settings: CrawlSettings, budgets: dict[str, Any]) -
     return more
 
 
-def export(crawl: str | int, out: TextIO, *, format: str = "jsonl", db: str | None = None) -> int:
-    """Write one record per fetched URL to `out`; returns how many. Read-only."""
-    if format not in ("jsonl", "csv"):
-        raise UsageError(f"unknown export format {format!r}; choose jsonl or csv")
-    engine = open_db_read_only(db)
-    row = _load_crawl(engine, crawl)
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS) if format == "csv" else None
-    if writer:
-        writer.writeheader()
-
-    def write(conn) -> int:
-        count = 0
-        for record in export_records(conn, row.id):
-            if writer:
-                writer.writerow(record)
-            else:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-
-    try:
-        return retrying(engine, write, read_only=True)
-    finally:
-        engine.dispose()
-
-
-def list_crawls(db: str | None = None) -> list[dict]:
-    """The crawls in a database with their counts. Read-only: nothing is created."""
-    engine = open_db_read_only(db)
-
-    def read(conn) -> list[dict]:
-        rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
-        return [
-            {
-                "crawl_id": r.id,
-                "name": r.name,
-                "state": r.state,
-                "seeds": r.seeds,
-                "created_at": r.created_at.isoformat(timespec="seconds"),
-                **totals(conn, r.id),
-            }
-            for r in rows
-        ]
-
-    try:
-        return retrying(engine, read, read_only=True)
-    finally:
-        engine.dispose()
-
-
 __all__ = [
     "CrawlSettings",
     "CrawlerError",
@@ -304,8 +245,6 @@ __all__ = [
     "Interrupted",
     "UsageError",
     "crawl",
-    "export",
-    "list_crawls",
     "resume",
     "upgrade_db",
 ]

@@ -7,22 +7,29 @@ Exit codes: 0 the command did its job (page errors are data), 1 the crawler fail
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import logging
 import signal
 import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
 import crawler
+import crawler.api
+from crawler import views
 from crawler.model import CrawlSummary
+from crawler.query.export import FORMATS, TABLES
 from crawler.settings import (
     RESUME_BUDGETS,
     CrawlSettings,
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
 
 err = Console(stderr=True)
 # A table piped to a file or a test is not cut to 80 columns.
-out = Console() if Console().is_terminal else Console(width=120)
+out = Console() if Console().is_terminal else Console(width=160)
 
 DESCRIPTION = """\
 A web crawler built three ways: a thread pool with requests, a multiprocessing pool, and an
@@ -128,6 +135,32 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_crawl(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("crawl", metavar="CRAWL", help="crawl name, or #N for the crawl with id N")
+
+
+def _add_listing(
+    parser: argparse.ArgumentParser,
+    *,
+    limit: bool = True,
+    default_limit: int = 100,
+    what: str = "rows shown",
+) -> None:
+    """--json, --limit and --db, as every question takes them."""
+    parser.add_argument(
+        "--json", action="store_true", help='JSON for scripts (README, "JSON output")'
+    )
+    if limit:
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=default_limit,
+            metavar="N",
+            help=f"{what} (default: {default_limit})",
+        )
+    _add_db(parser)
+
+
 def _add_run(parser: argparse.ArgumentParser, inherited: str | None = None) -> None:
     _add_settings(parser, RunSettings, inherited=inherited)
     parser.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
@@ -179,22 +212,125 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(resume, CrawlSettings, only=RESUME_BUDGETS, inherited="the crawl's own")
     _add_db(resume)
 
-    export = commands.add_parser(
-        "export",
-        help="one record per fetched URL, to stdout",
-        description="One record per fetched URL (its last attempt). Read-only.",
-    )
-    export.add_argument("crawl", metavar="CRAWL", help="crawl name, or #N for the crawl with id N")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    _add_db(export)
-
     crawls = commands.add_parser(
         "crawls",
-        help="list the crawls in a database",
-        description="The crawls in a database with their counts. Read-only.",
+        help="list the crawls in a database and where each stands",
+        description="The crawls in a database: state (running, finished, interrupted, stuck), "
+        "URLs by state, failed URLs apart from failed attempts, live runs, backends, elapsed "
+        "time and last activity. Read-only.",
     )
-    crawls.add_argument("--json", action="store_true", help="one JSON line per crawl")
-    _add_db(crawls)
+    _add_listing(crawls, limit=False)
+    status = commands.add_parser(
+        "status",
+        help="one crawl in depth, and what to run next",
+        description="One crawl in depth: whether it is finished, running, interrupted or stuck "
+        "and what to run next; URLs by state, host and depth; its runs and their cost; the "
+        "oldest lease; failures by kind; skipped URLs by reason; responses per second over "
+        "time. Read-only.",
+    )
+    _add_crawl(status)
+    _add_listing(status, default_limit=20, what="rows in each table")
+    pages = commands.add_parser(
+        "pages",
+        help="the crawl's URLs with their last answer, filtered",
+        description="The crawl's URLs in the order they were found, each with its state and "
+        "last answer; the filters narrow them (all must hold). Read-only.",
+    )
+    _add_crawl(pages)
+    pages.add_argument("--status", type=int, metavar="CODE", help="last answer's HTTP status")
+    pages.add_argument(
+        "--error", metavar="KIND", help="last attempt's error kind, e.g. read_timeout"
+    )
+    pages.add_argument("--host", metavar="HOST", help="host[:port], e.g. 127.0.0.1:8000")
+    pages.add_argument("--depth", type=int, metavar="N", help="links from a seed")
+    pages.add_argument("--state", metavar="STATE", help="queued, retry, done, failed or skipped")
+    pages.add_argument("--title-contains", metavar="TEXT", help="in the page title, any case")
+    _add_listing(pages)
+    links = commands.add_parser(
+        "links",
+        help="links of the crawl's pages: to a URL, from a page, or broken",
+        description="Links of the crawl's pages with what became of each target. --broken: "
+        "links whose target failed or answered 4xx/5xx, with the pages they are on. Read-only.",
+    )
+    _add_crawl(links)
+    which = links.add_mutually_exclusive_group()
+    which.add_argument("--to", metavar="URL", help="links pointing at URL")
+    which.add_argument("--from", dest="from_", metavar="URL", help="links on the page at URL")
+    which.add_argument("--broken", action="store_true", help="links to failed or 4xx/5xx URLs")
+    _add_listing(links)
+    errors = commands.add_parser(
+        "errors",
+        help="failures by kind and status, with examples",
+        description="Failed attempts by error kind and by 4xx/5xx status: how many attempts, "
+        "how many URLs ended so, and an example. Read-only.",
+    )
+    _add_crawl(errors)
+    _add_listing(errors)
+    hosts = commands.add_parser(
+        "hosts",
+        help="per host: URLs, failures, fetch times, robots.txt, breaker",
+        description="Each host of the crawl, the largest first: URLs by outcome, attempts and "
+        "failed attempts, median and 95th percentile fetch time, robots.txt verdict, breaker "
+        "and delay. Read-only.",
+    )
+    _add_crawl(hosts)
+    _add_listing(hosts)
+    show = commands.add_parser(
+        "show",
+        help="everything about one URL",
+        description="Everything stored about one URL: every attempt with its timings, its "
+        "redirects, the page it was found on, its links in and out, why it was skipped. "
+        "Read-only.",
+    )
+    _add_crawl(show)
+    show.add_argument("url", metavar="URL", help="the URL, as crawled or as linked")
+    _add_listing(show, default_limit=50, what="links in and out shown")
+    export = commands.add_parser(
+        "export",
+        help="stream a crawl's records as JSON lines, CSV or JSON",
+        description="Stream one record per URL of the frontier (skipped and failed included, "
+        "with its state, skip reason, the page it was found on and its last attempt), or the "
+        "rows of one table, in constant memory. Read-only.",
+    )
+    _add_crawl(export)
+    export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.add_argument(
+        "--table", choices=TABLES, default="urls", help="what to export (default: urls)"
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (with a progress bar), not stdout"
+    )
+    _add_db(export)
+
+    sql = commands.add_parser(
+        "sql",
+        help="run one read-only SQL statement",
+        description="Run one SQL statement on a read-only connection (SQLite opened read-only, "
+        "PostgreSQL in a READ ONLY transaction): a statement that would write is refused by "
+        "the database. The README has example queries.",
+    )
+    sql.add_argument("statement", metavar="SQL", help='e.g. "SELECT url, title FROM pages"')
+    sql_format = sql.add_mutually_exclusive_group()
+    sql_format.add_argument("--json", action="store_true", help="one JSON object per row")
+    sql_format.add_argument("--csv", action="store_true", help="CSV with a header row")
+    sql.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="rows shown in the table (default: 1000; --json and --csv print them all)",
+    )
+    _add_db(sql)
+
+    browse = commands.add_parser(
+        "browse",
+        help="explore the database in a browser (Datasette)",
+        description="Serve the crawl database read-only through Datasette, with saved queries "
+        "for broken links, errors by kind, slowest hosts and one URL's story. SQLite only.",
+    )
+    browse.add_argument("--port", type=int, default=8001, help="port to serve on (default 8001)")
+    browse.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    _add_db(browse)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
@@ -214,7 +350,22 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,  # its own parser answers --help
     )
     serve.add_argument("fixture_args", nargs=argparse.REMAINDER)
-    for command in (crawl, resume, export, crawls, db, fixtures):
+    for command in (
+        crawl,
+        resume,
+        crawls,
+        status,
+        pages,
+        links,
+        errors,
+        hosts,
+        show,
+        export,
+        sql,
+        browse,
+        db,
+        fixtures,
+    ):
         _add_verbose(command)
     return parser
 
@@ -339,30 +490,16 @@ def _run(args: argparse.Namespace) -> int:
                 **_given_settings(args),
             )
         _print_summary(summary, args.json)
+    elif args.command in QUESTIONS:
+        _answer(args)
     elif args.command == "export":
-        crawler.export(args.crawl, sys.stdout, format=args.format, db=args.db)
-    elif args.command == "crawls":
-        rows = crawler.list_crawls(args.db)
-        if args.json:
-            for row in rows:
-                print(json.dumps(row))
-        else:
-            table = Table(title="crawls")
-            columns = (
-                "crawl_id",
-                "name",
-                "state",
-                "pages",
-                "fetches",
-                "errors",
-                "queued",
-                "skipped",
-            )
-            for column in ("id", *columns[1:], "created"):
-                table.add_column(column)
-            for r in rows:
-                table.add_row(*(str(r[c]) for c in columns), r["created_at"])
-            out.print(table)
+        _export(args)
+    elif args.command == "sql":
+        _print_sql(args)
+    elif args.command == "browse":
+        from crawler.query.browse import serve
+
+        return serve(args.db, port=args.port, host=args.host)
     elif args.command == "db":
         print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")
     elif args.command == "fixtures":
@@ -370,6 +507,131 @@ def _run(args: argparse.Namespace) -> int:
 
         return fixtures_main(args.fixture_args, prog="crawler fixtures serve")
     return 0
+
+
+def _json(value: Any) -> str:
+    return json.dumps(asdict(value), ensure_ascii=False)
+
+
+def _ask(args: argparse.Namespace):
+    """The answer to the question the command asks, from the Python API."""
+    db, limit = args.db, getattr(args, "limit", None)
+    if args.command == "crawls":
+        return crawler.crawls(db)
+    if args.command == "status":
+        return crawler.status(args.crawl, db=db, limit=limit)
+    if args.command == "pages":
+        return crawler.pages(
+            args.crawl,
+            db=db,
+            status=args.status,
+            error=args.error,
+            host=args.host,
+            depth=args.depth,
+            state=args.state,
+            title_contains=args.title_contains,
+            limit=limit,
+        )
+    if args.command == "links":
+        return crawler.links(
+            args.crawl, db=db, to=args.to, from_=args.from_, broken=args.broken, limit=limit
+        )
+    if args.command == "errors":
+        return crawler.error_counts(args.crawl, db=db, limit=limit)
+    if args.command == "hosts":
+        return crawler.hosts(args.crawl, db=db, limit=limit)
+    return crawler.show(args.crawl, args.url, db=db, limit=limit)
+
+
+QUESTIONS = {
+    "crawls": views.crawls_table,
+    "status": views.status_view,
+    "pages": views.pages_table,
+    "links": views.links_table,
+    "errors": views.errors_table,
+    "hosts": views.hosts_table,
+    "show": views.story_view,
+}
+
+
+def _answer(args: argparse.Namespace) -> None:
+    """A list is a table, or one JSON line per row; a single answer one JSON line."""
+    answer = _ask(args)
+    if args.json:
+        for item in answer if isinstance(answer, list) else [answer]:
+            print(_json(item))
+        return
+    if isinstance(answer, list) and not answer:
+        err.print("nothing matches" if args.command != "crawls" else "no crawls yet")
+        return
+    out.print(QUESTIONS[args.command](answer))
+    limit = getattr(args, "limit", None)
+    if isinstance(answer, list) and limit is not None and len(answer) == limit:
+        err.print(f"the first {limit} shown; --limit N shows more")
+
+
+def _export(args: argparse.Namespace) -> None:
+    """To stdout, or to a file through FILE.partial (renamed when complete, so a file is never
+    half an export) with a progress bar on a terminal."""
+    if args.output is None:
+        crawler.export(args.crawl, sys.stdout, format=args.format, table=args.table, db=args.db)
+        return
+    target = Path(args.output)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with (
+            partial.open("w", encoding="utf-8", newline="") as handle,
+            Progress(console=err, disable=not err.is_terminal, transient=True) as bar,
+        ):
+            task = bar.add_task(f"exporting {args.table}", total=None)
+            written = crawler.export(
+                args.crawl,
+                handle,
+                format=args.format,
+                table=args.table,
+                db=args.db,
+                on_total=lambda total: bar.update(task, total=total),
+                on_record=lambda: bar.advance(task),
+            )
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise crawler.CrawlerError(
+            f"cannot write {target}: {exc.strerror or exc}; choose another -o FILE"
+        ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    err.print(f"{written} records written to {target}")
+
+
+def _print_sql(args: argparse.Namespace) -> None:
+    from crawler.query.sql import read_only_statement
+
+    engine = crawler.api.open_db_read_only(args.db)
+    try:
+        with read_only_statement(engine, args.statement) as result:
+            if args.json:
+                for row in result.rows:
+                    print(json.dumps(dict(zip(result.columns, row, strict=True)), default=str))
+            elif args.csv:
+                writer = csv.writer(sys.stdout)
+                writer.writerow(result.columns)
+                writer.writerows(result.rows)
+            else:
+                table = Table(box=box.SIMPLE_HEAD)
+                for column in result.columns:
+                    table.add_column(column)
+                shown = 0
+                for row in itertools.islice(result.rows, args.limit):
+                    table.add_row(*("" if v is None else str(v) for v in row))
+                    shown += 1
+                out.print(table)
+                more = next(result.rows, None) is not None
+                if more:
+                    err.print(f"first {shown} rows shown; --limit N shows more, --csv all")
+    finally:
+        engine.dispose()
 
 
 def _before_fixture_args(argv: list[str]) -> list[str]:

@@ -172,6 +172,7 @@ def give_up(conn: Connection, crawl_id: int, run_id: int, rows: list, now: float
                 "run_id": run_id,
                 "worker": "frontier",
                 "url": row.url,
+                "host": row.host,
                 "attempt": row.attempts,
                 "started_at": now,
                 "error_kind": ErrorKind.ABANDONED.value,

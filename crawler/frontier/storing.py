@@ -212,6 +212,7 @@ def _insert_fetches(
                 "run_id": run_id,
                 "worker": r.worker[:100],
                 "url": r.task.url,
+                "host": plan.hosts[i],
                 "attempt": r.task.attempt,
                 "started_at": r.started_at,
                 "status": r.status,

@@ -87,6 +87,17 @@ class FrontierEntry(Base):
             sqlite_where=text("state = 'retry'"),
             postgresql_where=text("state = 'retry'"),
         ),
+        # The read side: counts by state, by host and by depth read this index alone, and a
+        # listing of one state (or one host, through the states) seeks into it.
+        Index("ix_frontier_state", "crawl_id", "state", "host", "depth"),
+        # Skipped URLs by reason: only the skipped rows are in it.
+        Index(
+            "ix_frontier_skipped",
+            "crawl_id",
+            "skip_reason",
+            sqlite_where=text("state = 'skipped'"),
+            postgresql_where=text("state = 'skipped'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -253,7 +264,14 @@ class Fetch(Base):
     """One HTTP exchange (or the attempt at one), with our own timing of each phase."""
 
     __tablename__ = "fetches"
-    __table_args__ = (Index("ix_fetches_crawl_frontier", "crawl_id", "frontier_id"),)
+    __table_args__ = (
+        Index("ix_fetches_crawl_frontier", "crawl_id", "frontier_id"),
+        # The read side: answers by status (and the rate over time), failures by kind, and
+        # each host's fetch times in order, for its median and 95th percentile.
+        Index("ix_fetches_status", "crawl_id", "status", "started_at"),
+        Index("ix_fetches_error", "crawl_id", "error_kind"),
+        Index("ix_fetches_host_time", "crawl_id", "host", "total_s"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id", ondelete="CASCADE"))
@@ -261,13 +279,14 @@ class Fetch(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     worker: Mapped[str] = mapped_column(String(100), doc="thread, process or task name")
     url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(300), doc="the URL's host[:port]")
     attempt: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[float] = mapped_column(Float, doc="epoch seconds")
     status: Mapped[int | None] = mapped_column(Integer)
     content_type: Mapped[str | None] = mapped_column(String(200))
     body_bytes: Mapped[int] = mapped_column(BigInteger, default=0, doc="decoded body read")
     location: Mapped[str | None] = mapped_column(Text, doc="resolved redirect target")
-    error_kind: Mapped[str | None] = mapped_column(String(40), index=True)
+    error_kind: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
     queue_wait_s: Mapped[float] = mapped_column(Float, default=0.0)
     connect_s: Mapped[float | None] = mapped_column(Float)
@@ -300,6 +319,8 @@ class PageLink(Base):
     """A link from a page, in document order, whether or not it was followed."""
 
     __tablename__ = "links"
+    # Which pages link to a URL (`crawler links --to`, broken links).
+    __table_args__ = (Index("ix_links_url", "url"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)

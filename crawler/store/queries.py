@@ -1,9 +1,7 @@
-"""Read-side queries. Each takes a connection and streams, so memory stays flat on big crawls."""
+"""The few reads the write side needs: a crawl by name or id, its last run, its totals.
+(The questions users ask are crawler/query/.)"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -16,26 +14,6 @@ from crawler.store.models import (
     FrontierEntry,
     Page,
     Run,
-)
-
-EXPORT_FIELDS = (
-    "url",
-    "status",
-    "title",
-    "depth",
-    "content_type",
-    "bytes",
-    "error",
-    "error_kind",
-    "redirect_to",
-    "attempts",
-    "started_at",
-    "queue_wait_ms",
-    "connect_ms",
-    "first_byte_ms",
-    "download_ms",
-    "parse_ms",
-    "total_ms",
 )
 
 
@@ -92,70 +70,3 @@ def totals(conn: Connection, crawl_id: int) -> dict[str, int]:
         "queued": queued,
         "skipped": skipped,
     }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
-def export_records(conn: Connection, crawl_id: int) -> Iterator[dict[str, Any]]:
-    """One record per fetched URL: its last attempt, with the page's title where it had one."""
-    fetch = Fetch.__table__.c
-    frontier = FrontierEntry.__table__.c
-    page = Page.__table__.c
-    last = (
-        select(func.max(fetch.id).label("id"))
-        .where(fetch.crawl_id == crawl_id)
-        .group_by(fetch.frontier_id)
-        .subquery()
-    )
-    query = (
-        select(
-            fetch.url,
-            fetch.status,
-            page.title,
-            frontier.depth,
-            fetch.content_type,
-            fetch.body_bytes,
-            fetch.error_kind,
-            fetch.error_message,
-            fetch.location,
-            frontier.attempts,
-            fetch.started_at,
-            fetch.queue_wait_s,
-            fetch.connect_s,
-            fetch.first_byte_s,
-            fetch.download_s,
-            fetch.parse_s,
-            fetch.total_s,
-        )
-        .join(last, last.c.id == fetch.id)
-        .join(FrontierEntry.__table__, frontier.id == fetch.frontier_id)
-        .outerjoin(Page.__table__, page.frontier_id == fetch.frontier_id)
-        .order_by(fetch.id)
-    )
-    for row in conn.execution_options(yield_per=1000).execute(query):
-        error = None
-        if row.error_kind:
-            error = (
-                f"{row.error_kind}: {row.error_message}" if row.error_message else row.error_kind
-            )
-        yield {
-            "url": row.url,
-            "status": row.status,
-            "title": row.title,
-            "depth": row.depth,
-            "content_type": row.content_type,
-            "bytes": row.body_bytes,
-            "error": error,
-            "error_kind": row.error_kind,
-            "redirect_to": row.location,
-            "attempts": row.attempts,
-            "started_at": row.started_at,
-            "queue_wait_ms": _ms(row.queue_wait_s),
-            "connect_ms": _ms(row.connect_s),
-            "first_byte_ms": _ms(row.first_byte_s),
-            "download_ms": _ms(row.download_s),
-            "parse_ms": _ms(row.parse_s),
-            "total_ms": _ms(row.total_s),
-        }

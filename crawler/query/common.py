@@ -1,0 +1,85 @@
+"""What the read-side questions share: the tables, a URL's last attempt, times as people read
+them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from crawler.store.models import (
+    Crawl,
+    Fetch,
+    FrontierEntry,
+    Host,
+    Lease,
+    Page,
+    PageLink,
+    Robots,
+    Run,
+)
+from crawler.urls import BadURL, canonicalize, url_key
+
+crawls_t = Crawl.__table__
+frontier_t = FrontierEntry.__table__
+fetches_t = Fetch.__table__
+pages_t = Page.__table__
+links_t = PageLink.__table__
+hosts_t = Host.__table__
+leases_t = Lease.__table__
+robots_t = Robots.__table__
+runs_t = Run.__table__
+
+
+def last_fetch_id(crawl_id: int, frontier_id: ColumnElement) -> ColumnElement:
+    """The id of a URL's last attempt: one seek in (crawl_id, frontier_id)."""
+    later = fetches_t.alias("later")
+    return (
+        select(func.max(later.c.id))
+        .where(later.c.crawl_id == crawl_id, later.c.frontier_id == frontier_id)
+        .scalar_subquery()
+    )
+
+
+def is_last_attempt(crawl_id: int, fetch) -> ColumnElement[bool]:
+    """`fetch` (a fetches row or alias) is its URL's last attempt."""
+    return fetch.c.id == last_fetch_id(crawl_id, fetch.c.frontier_id)
+
+
+def failed_fetch(fetch) -> ColumnElement[bool]:
+    """An attempt that got no usable answer, or a 4xx/5xx one."""
+    return fetch.c.error_kind.is_not(None) | (fetch.c.status >= 400)
+
+
+def iso(moment: float | datetime | None) -> str | None:
+    """Epoch seconds or a stored datetime (SQLite hands them back naive, in UTC) as ISO 8601."""
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def epoch(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def frontier_row(conn: Connection, crawl_id: int, url: str):
+    """The frontier row of `url` in its canonical form, found by its key (the dedup index), or
+    None when the crawl never met it (or `url` is not a URL)."""
+    try:
+        canonical = canonicalize(url.strip())
+    except BadURL:
+        return None
+    f = frontier_t.c
+    return conn.execute(
+        select(frontier_t).where(f.crawl_id == crawl_id, f.url_key == url_key(canonical))
+    ).first()

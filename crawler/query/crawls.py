@@ -1,0 +1,198 @@
+"""Where a crawl stands: its state (running, finished, interrupted, stuck), its URLs by state,
+its runs, and `crawler status`'s view in depth.
+
+A crawl's row says only running or finished: a run that was stopped by Ctrl-C or killed leaves
+it "running". So the state shown is worked out from the runs and the leases: a run is live
+while its process is (checked on this machine; a run elsewhere is taken as live until the
+leases it holds lapse), and a crawl no live run works on is interrupted, or stuck when leases
+have lapsed that nobody will take back until it is resumed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, select
+
+from crawler.query.common import (
+    crawls_t,
+    epoch,
+    fetches_t,
+    frontier_t,
+    iso,
+    leases_t,
+    pages_t,
+    runs_t,
+)
+from crawler.query.results import (
+    CrawlInfo,
+    RunInfo,
+    URLCounts,
+)
+from crawler.runs import process_alive, this_host
+from crawler.store.models import DONE, FAILED, QUEUED, RETRY, SKIPPED
+
+
+def url_counts(conn: Connection, crawl_id: int) -> URLCounts:
+    """The crawl's URLs by state, from one index; those in flight are the leases."""
+    f = frontier_t.c
+    by_state = dict(
+        conn.execute(
+            select(f.state, func.count()).where(f.crawl_id == crawl_id).group_by(f.state)
+        ).all()
+    )
+    in_flight = conn.execute(
+        select(func.count()).where(leases_t.c.crawl_id == crawl_id)
+    ).scalar_one()
+    return URLCounts(
+        queued=by_state.get(QUEUED, 0) - in_flight,
+        in_flight=in_flight,
+        retry=by_state.get(RETRY, 0),
+        done=by_state.get(DONE, 0),
+        failed=by_state.get(FAILED, 0),
+        skipped=by_state.get(SKIPPED, 0),
+    )
+
+
+def runs_of(conn: Connection, crawl_id: int, now: float) -> list[RunInfo]:
+    """The crawl's runs, oldest first; a running one whose process is gone is dead."""
+    r = runs_t.c
+    rows = conn.execute(select(runs_t).where(r.crawl_id == crawl_id).order_by(r.id)).all()
+    lapsed_holders = set(
+        conn.execute(
+            select(leases_t.c.run_id)
+            .where(leases_t.c.crawl_id == crawl_id, leases_t.c.expires_at < now)
+            .distinct()
+        ).scalars()
+    )
+    host = this_host()
+    runs = []
+
+    def aware(moment: datetime) -> datetime:
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    for row in rows:
+        state = row.state
+        if state == "running":
+            if row.hostname == host:
+                alive = process_alive(row.pid, aware(row.started_at))
+            else:
+                alive = row.id not in lapsed_holders
+            state = "running" if alive else "dead"
+        cpu = None
+        if row.user_cpu_s is not None:
+            cpu = round(row.user_cpu_s + (row.system_cpu_s or 0.0), 3)
+        runs.append(
+            RunInfo(
+                run_id=row.id,
+                backend=row.frontend,
+                concurrency=row.concurrency,
+                hostname=row.hostname,
+                pid=row.pid,
+                state=state,
+                started_at=iso(row.started_at) or "",
+                wall_s=None if row.wall_s is None else round(row.wall_s, 3),
+                pages=row.pages,
+                fetches=row.fetches,
+                errors=row.errors,
+                pages_per_s=round(row.pages / row.wall_s, 2) if row.wall_s else None,
+                cpu_s=cpu,
+                peak_rss_kb=row.peak_rss_kb,
+                error=row.error,
+            )
+        )
+    return runs
+
+
+def _state(crawl_row, runs: list[RunInfo], urls: URLCounts, lapsed: int) -> str:
+    if crawl_row.state == "finished":
+        return "finished"
+    if any(run.state == "running" for run in runs):
+        return "running"
+    if lapsed:
+        return "stuck"
+    return "interrupted"
+
+
+def _next_step(name: str, state: str, urls: URLCounts, db: str | None) -> str | None:
+    where = f" --db {shlex.quote(db)}" if db else ""
+    if state in ("interrupted", "stuck"):
+        return f"crawler resume {shlex.quote(name)}{where}"
+    if state == "finished" and urls.left:
+        return f"crawler resume {shlex.quote(name)} --max-pages N{where}"
+    return None
+
+
+def _last_activity(conn: Connection, crawl_id: int, crawl_row) -> float | None:
+    """When the crawl last stored something: its newest attempt, or a run's end."""
+    fe = fetches_t.c
+    last_fetch = conn.execute(
+        select(fe.started_at + fe.total_s)
+        .where(fe.crawl_id == crawl_id)
+        .order_by(fe.id.desc())
+        .limit(1)
+    ).scalar()
+    ends = [epoch(crawl_row.finished_at)]
+    ends += [epoch(r) for r in _run_ends(conn, crawl_id)]
+    known = [moment for moment in (last_fetch, *ends) if moment is not None]
+    return max(known) if known else None
+
+
+def _run_ends(conn: Connection, crawl_id: int):
+    return conn.execute(
+        select(runs_t.c.finished_at).where(
+            runs_t.c.crawl_id == crawl_id, runs_t.c.finished_at.is_not(None)
+        )
+    ).scalars()
+
+
+def crawl_info(
+    conn: Connection, crawl_row, *, db: str | None = None, now: float | None = None
+) -> CrawlInfo:
+    """One crawl as `crawler crawls` lists it; `db`: the --db to name in the next step."""
+    now = time.time() if now is None else now
+    crawl_id = crawl_row.id
+    urls = url_counts(conn, crawl_id)
+    runs = runs_of(conn, crawl_id, now)
+    lapsed = conn.execute(
+        select(func.count()).where(leases_t.c.crawl_id == crawl_id, leases_t.c.expires_at < now)
+    ).scalar_one()
+    state = _state(crawl_row, runs, urls, lapsed)
+    fe = fetches_t.c
+    fetches = conn.execute(select(func.count()).where(fe.crawl_id == crawl_id)).scalar_one()
+    failed = conn.execute(
+        select(func.count()).where(fe.crawl_id == crawl_id, fe.error_kind.is_not(None))
+    ).scalar_one()
+    failed += conn.execute(
+        select(func.count()).where(
+            fe.crawl_id == crawl_id, fe.status >= 400, fe.error_kind.is_(None)
+        )
+    ).scalar_one()
+    pages = conn.execute(select(func.count()).where(pages_t.c.crawl_id == crawl_id)).scalar_one()
+    last = _last_activity(conn, crawl_id, crawl_row)
+    created = epoch(crawl_row.created_at)
+    end = now if state == "running" else (last or created)
+    return CrawlInfo(
+        crawl_id=crawl_id,
+        name=crawl_row.name,
+        state=state,
+        seeds=list(crawl_row.seeds),
+        urls=urls,
+        pages=pages,
+        fetches=fetches,
+        failed_fetches=failed,
+        live_runs=sum(run.state == "running" for run in runs),
+        backends=sorted({run.backend for run in runs}),
+        created_at=iso(crawl_row.created_at) or "",
+        last_activity_at=iso(last),
+        elapsed_s=None if created is None else round(max(0.0, end - created), 1),
+        next_step=_next_step(crawl_row.name, state, urls, db),
+    )
+
+
+def list_crawls(conn: Connection, *, db: str | None = None) -> list[CrawlInfo]:
+    rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
+    now = time.time()
+    return [crawl_info(conn, row, db=db, now=now) for row in rows]

@@ -1,0 +1,284 @@
+"""How the answers to questions about a crawl look on a terminal: rich tables built from our
+dataclasses (the command line prints them; `--json` prints the dataclasses themselves)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from crawler.query.results import (
+    CrawlInfo,
+    CrawlStatus,
+    ErrorCount,
+    GroupCounts,
+    HostInfo,
+    LinkInfo,
+    PageInfo,
+    URLStory,
+)
+
+Column = tuple[str, Callable[[Any], Any]]  # header, value of a row
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+# Columns of free text, which wrap; the others (numbers, states, times) stay on one line.
+WRAPPING = {
+    "name",
+    "url",
+    "title",
+    "example",
+    "message",
+    "text",
+    "on page",
+    "to",
+    "reason",
+    "to / message",
+    "host",
+    "breaker",
+    "backends",
+    "target",
+}
+
+
+MIN_WIDTH = {"url": 30, "on page": 24, "to": 24, "host": 15, "example": 24, "name": 10}
+
+
+def table(title: str | None, columns: Sequence[Column], rows: Sequence[Any]) -> Table:
+    view = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for header, _ in columns:
+        if header in WRAPPING:
+            view.add_column(header, overflow="fold", min_width=MIN_WIDTH.get(header, 8))
+        else:
+            view.add_column(header, no_wrap=True)
+    for row in rows:
+        view.add_row(*(_cell(value(row)) for _, value in columns))
+    return view
+
+
+def _left(c: CrawlInfo) -> int:
+    return c.urls.left
+
+
+CRAWL_COLUMNS: list[Column] = [
+    ("id", lambda c: c.crawl_id),
+    ("name", lambda c: c.name),
+    ("state", lambda c: c.state),
+    ("URLs", lambda c: c.urls.total),
+    ("left", _left),
+    ("done", lambda c: c.urls.done),
+    ("failed", lambda c: c.urls.failed),
+    ("skipped", lambda c: c.urls.skipped),
+    ("pages", lambda c: c.pages),
+    ("failed/tries", lambda c: f"{c.failed_fetches}/{c.fetches}"),
+    ("live", lambda c: c.live_runs),
+    ("backends", lambda c: ",".join(c.backends)),
+    ("secs", lambda c: c.elapsed_s),
+    ("last active", lambda c: (c.last_activity_at or "")[:16].replace("T", " ")),
+]
+
+
+def crawls_table(crawls: list[CrawlInfo]) -> Table:
+    return table("crawls", CRAWL_COLUMNS, crawls)
+
+
+def _groups(title: str, groups: list[GroupCounts]) -> Table:
+    columns: list[Column] = [(title, lambda g: g.key)] + [
+        (name.replace("_", " "), lambda g, name=name: getattr(g, name))
+        for name in ("queued", "in_flight", "retry", "done", "failed", "skipped")
+    ]
+    return table(f"URLs by {title}", columns, groups)
+
+
+RUN_COLUMNS: list[Column] = [
+    ("run", lambda r: r.run_id),
+    ("backend", lambda r: r.backend),
+    ("conc", lambda r: r.concurrency),
+    ("state", lambda r: r.state),
+    ("host:pid", lambda r: f"{r.hostname}:{r.pid}"),
+    ("started", lambda r: r.started_at[:19].replace("T", " ")),
+    ("pages", lambda r: r.pages),
+    ("fetches", lambda r: r.fetches),
+    ("secs", lambda r: r.wall_s),
+    ("pages/s", lambda r: r.pages_per_s),
+    ("CPU s", lambda r: r.cpu_s),
+    ("RSS MiB", lambda r: None if r.peak_rss_kb is None else r.peak_rss_kb / 1024),
+]
+
+ERROR_COLUMNS: list[Column] = [
+    ("kind", lambda e: e.kind),
+    ("attempts", lambda e: e.attempts),
+    ("URLs ending so", lambda e: e.urls),
+    ("example", lambda e: e.example_url),
+    ("message", lambda e: e.example_message),
+]
+
+
+def errors_table(errors: list[ErrorCount]) -> Table:
+    return table("failures by kind", ERROR_COLUMNS, errors)
+
+
+def status_view(status: CrawlStatus) -> Group:
+    c = status.crawl
+    head = Text.assemble(
+        (f"crawl {c.name} (id {c.crawl_id}): ", "bold"),
+        status.verdict,
+        f"\nseeds {' '.join(c.seeds)}; created {c.created_at}, last activity "
+        f"{c.last_activity_at or 'none'}, {c.elapsed_s or 0:,.1f} s elapsed\n"
+        f"{c.urls.total} URLs: {c.urls.queued} queued, {c.urls.in_flight} in flight, "
+        f"{c.urls.retry} waiting to retry, {c.urls.done} done, {c.urls.failed} failed, "
+        f"{c.urls.skipped} skipped; {c.pages} pages; {c.failed_fetches} of {c.fetches} "
+        "attempts failed",
+    )
+    parts: list[Any] = [head, table("runs", RUN_COLUMNS, status.runs)]
+    if status.oldest_lease:
+        lease = status.oldest_lease
+        when = (
+            f"lapses in {lease.expires_in_s:.0f} s"
+            if lease.expires_in_s >= 0
+            else f"lapsed {-lease.expires_in_s:.0f} s ago"
+        )
+        parts.append(
+            Text(f"oldest lease: {lease.url}, run {lease.run_id}, attempt {lease.attempt}, {when}")
+        )
+    parts += [_groups("host", status.by_host), _groups("depth", status.by_depth)]
+    if status.errors:
+        parts.append(errors_table(status.errors))
+    if status.skipped:
+        parts.append(
+            table(
+                "skipped URLs by reason",
+                [
+                    ("reason", lambda s: s.reason),
+                    ("URLs", lambda s: s.urls),
+                    ("example", lambda s: s.example_url),
+                ],
+                status.skipped,
+            )
+        )
+    if status.rate:
+        parts.append(
+            table(
+                "responses over time",
+                [
+                    ("from", lambda r: r.started_at[:19].replace("T", " ")),
+                    ("secs", lambda r: r.seconds),
+                    ("responses", lambda r: r.responses),
+                    ("per s", lambda r: r.per_s),
+                ],
+                status.rate,
+            )
+        )
+    return Group(*parts)
+
+
+PAGE_COLUMNS: list[Column] = [
+    ("url", lambda p: p.url),
+    ("state", lambda p: p.state),
+    ("status", lambda p: p.status),
+    ("error", lambda p: p.error_kind or p.skip_reason),
+    ("depth", lambda p: p.depth),
+    ("tries", lambda p: p.attempts),
+    ("ms", lambda p: p.total_ms),
+    ("bytes", lambda p: p.bytes),
+    ("title", lambda p: p.title),
+]
+
+
+def pages_table(pages: list[PageInfo]) -> Table:
+    return table(None, PAGE_COLUMNS, pages)
+
+
+def _target(link: LinkInfo) -> str:
+    if link.target_state is None:
+        return "not crawled" if not link.followed else ""
+    answer = link.target_error or (str(link.target_status) if link.target_status else "")
+    return f"{link.target_state} {answer}".strip()
+
+
+LINK_COLUMNS: list[Column] = [
+    ("on page", lambda link: link.from_url),
+    ("to", lambda link: link.to_url),
+    ("text", lambda link: link.anchor_text),
+    ("target", _target),
+    ("nofollow", lambda link: link.nofollow),
+]
+
+
+def links_table(links: list[LinkInfo]) -> Table:
+    return table(None, LINK_COLUMNS, links)
+
+
+HOST_COLUMNS: list[Column] = [
+    ("host", lambda h: h.host),
+    ("URLs", lambda h: h.urls),
+    ("done", lambda h: h.done),
+    ("failed URLs", lambda h: h.failed),
+    ("skipped", lambda h: h.skipped),
+    ("tries", lambda h: h.fetches),
+    ("failed", lambda h: h.failed_fetches),
+    ("median ms", lambda h: h.median_ms),
+    ("p95 ms", lambda h: h.p95_ms),
+    ("robots", lambda h: h.robots),
+    ("breaker", lambda h: h.breaker),
+    ("delay s", lambda h: h.delay_s),
+]
+
+
+def hosts_table(hosts: list[HostInfo]) -> Table:
+    return table(None, HOST_COLUMNS, hosts)
+
+
+ATTEMPT_COLUMNS: list[Column] = [
+    ("#", lambda a: a.attempt),
+    ("run", lambda a: a.run_id),
+    ("started", lambda a: a.started_at[:19].replace("T", " ")),
+    ("status", lambda a: a.status),
+    ("error", lambda a: a.error_kind),
+    ("wait ms", lambda a: a.queue_wait_ms),
+    ("connect", lambda a: a.connect_ms),
+    ("1st byte", lambda a: a.first_byte_ms),
+    ("download", lambda a: a.download_ms),
+    ("parse", lambda a: a.parse_ms),
+    ("total ms", lambda a: a.total_ms),
+    ("to / message", lambda a: a.location or a.error_message),
+]
+
+
+def story_view(story: URLStory) -> Group:
+    lines = [f"{story.url}", f"state {story.state}, depth {story.depth}, host {story.host}"]
+    if story.skip_reason:
+        lines.append(f"skipped: {story.skip_reason}")
+    if story.found_on:
+        lines.append(f"found on {story.found_on}")
+    if story.redirected_from:
+        lines.append("redirected from " + " -> ".join(story.redirected_from))
+    if story.redirects_to:
+        lines.append("redirects to " + " -> ".join(story.redirects_to))
+    if story.title is not None:
+        lines.append(f"title {story.title!r}")
+    if story.canonical:
+        lines.append(f"canonical {story.canonical}")
+    parts: list[Any] = [Text("\n".join(lines)), table("attempts", ATTEMPT_COLUMNS, story.attempts)]
+    parts.append(table(f"links out ({len(story.links_out)} shown)", LINK_COLUMNS, story.links_out))
+    parts.append(
+        table(
+            f"links in ({len(story.links_in)} of {story.links_in_total} shown)",
+            LINK_COLUMNS,
+            story.links_in,
+        )
+    )
+    return Group(*parts)
