@@ -21,6 +21,7 @@ from crawler.query.common import (
     epoch,
     fetches_t,
     frontier_t,
+    hosts_t,
     iso,
     leases_t,
     pages_t,
@@ -126,17 +127,14 @@ def _next_step(name: str, state: str, urls: URLCounts, db: str | None) -> str | 
 
 
 def _last_activity(conn: Connection, crawl_id: int, crawl_row) -> float | None:
-    """When the crawl last stored something: its newest attempt, or a run's end."""
-    fe = fetches_t.c
-    last_fetch = conn.execute(
-        select(fe.started_at + fe.total_s)
-        .where(fe.crawl_id == crawl_id)
-        .order_by(fe.id.desc())
-        .limit(1)
+    """When the crawl last moved: its last lease (the hosts say when), or a run's end. Not
+    its newest attempt: that would read every attempt of the crawl."""
+    last_lease = conn.execute(
+        select(func.max(hosts_t.c.leased_at)).where(hosts_t.c.crawl_id == crawl_id)
     ).scalar()
     ends = [epoch(crawl_row.finished_at)]
     ends += [epoch(r) for r in _run_ends(conn, crawl_id)]
-    known = [moment for moment in (last_fetch, *ends) if moment is not None]
+    known = [moment for moment in (last_lease or None, *ends) if moment is not None]
     return max(known) if known else None
 
 
