@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     pages = commands.add_parser(
         "pages",
         help="the crawl's URLs with their last answer, filtered",
-        description="The crawl's URLs in the order they were found, each with its state and "
+        description="The crawl's URLs in the order they were found (with --status or --error: "
+        "in the order of their last attempts), each with its state and "
         "last answer; the filters narrow them (all must hold). Read-only.",
     )
     _add_crawl(pages)

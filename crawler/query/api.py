@@ -132,7 +132,8 @@ def pages(
     title_contains: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> list[PageInfo]:
-    """The crawl's URLs with their last answer, in the order they were found, narrowed by the
+    """The crawl's URLs with their last answer, in the order they were found (with `status`
+    or `error`, in the order of their last attempts), narrowed by the
     filters given (all must hold)."""
     if status is not None and not 100 <= status <= 599:
         raise UsageError(f"--status takes an HTTP status, 100 to 599, not {status}")

@@ -108,13 +108,14 @@ def _pages_query(crawl_id: int, where: PageFilter) -> Select:
     fetch = fetches_t.alias("fetch")
     by_answer = where.status is not None or where.error is not None
     if by_answer:
-        # from the answers: an index on status or on error kind, then each one's URL
+        # from the answers, in the order they were started (the status index's own order):
+        # an index on status or on error kind, then each one's URL
         query = (
             select(*_page_columns(crawl_id, fetch))
             .select_from(fetch)
             .join(frontier_t, f.id == fetch.c.frontier_id)
             .where(fetch.c.crawl_id == crawl_id, is_last_attempt(crawl_id, fetch))
-            .order_by(fetch.c.id)
+            .order_by(fetch.c.started_at, fetch.c.id)
         )
         if where.status is not None:
             query = query.where(fetch.c.status == where.status)
@@ -333,9 +334,7 @@ def list_hosts(conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT) -
     # the host index; this reads only the failed ones, through the status and kind indexes.
     failed: Counter[str] = Counter()
     for match in (fe.error_kind.is_not(None), and_(fe.status >= 400, fe.error_kind.is_(None))):
-        failed.update(
-            conn.execute(select(fe.host).where(fe.crawl_id == crawl_id, match)).scalars()
-        )
+        failed.update(conn.execute(select(fe.host).where(fe.crawl_id == crawl_id, match)).scalars())
     host_rows = {
         row.host: row for row in conn.execute(select(hosts_t).where(hosts_t.c.crawl_id == crawl_id))
     }
