@@ -500,7 +500,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "browse":
         from crawler.query.browse import serve
 
-        return serve(args.db, port=args.port, host=args.host)
+        return serve(
+            args.db, port=args.port, host=args.host, on_ready=lambda line: print(line, flush=True)
+        )
     elif args.command == "db":
         print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")
     elif args.command == "fixtures":
@@ -673,7 +675,9 @@ def main(argv: list[str] | None = None) -> int:
         _print_failure(args, state, str(exc), exc.summary)
         return exc.exit_code
     except KeyboardInterrupt:
-        message = "interrupted; what finished is stored, continue with `crawler resume`"
+        message = "interrupted"
+        if args.command in ("crawl", "resume"):
+            message = "interrupted; what finished is stored, continue with `crawler resume`"
         print(f"crawler: {message}", file=sys.stderr)
         _print_failure(args, "interrupted", message, None)
         return 130
