@@ -11,6 +11,7 @@ import csv
 import itertools
 import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict, replace
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 err = Console(stderr=True)
 # A table piped to a file or a test is not cut to 80 columns.
-out = Console() if Console().is_terminal else Console(width=160)
+out = Console() if Console().is_terminal else Console(width=int(os.environ.get("COLUMNS", 160)))
 
 DESCRIPTION = """\
 A web crawler built three ways: a thread pool with requests, a multiprocessing pool, and an
@@ -60,7 +61,9 @@ examples:
   crawler crawl http://127.0.0.1:8000/ --backend asyncio --concurrency 64 --name demo2
   crawler resume demo                                  continue an interrupted crawl
   crawler crawls                                       what the database holds
-  crawler export demo --format csv > demo.csv          one record per fetched URL
+  crawler status demo                                  where a crawl stands, what next
+  crawler links demo --broken                          broken links and their pages
+  crawler export demo --format csv -o demo.csv         one record per URL
 
 --db defaults to $CRAWLER_DB, else sqlite:///crawl.db in the current folder.
 Exit codes: 0 done (page errors are data), 1 the crawler failed, 2 bad usage, 130 interrupted."""

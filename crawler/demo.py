@@ -47,7 +47,9 @@ def main() -> int:
     console.print(
         f"stored in {db}; look inside with\n"
         f"  .venv/bin/crawler crawls --db {db}\n"
-        f"  .venv/bin/crawler export handwritten-threads --db {db} | head"
+        f"  .venv/bin/crawler status handwritten-threads --db {db}\n"
+        f"  .venv/bin/crawler links handwritten-threads --broken --db {db}\n"
+        f"  .venv/bin/crawler browse --db {db}"
     )
     return 0
 

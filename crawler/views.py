@@ -58,12 +58,18 @@ MIN_WIDTH = {"url": 30, "on page": 24, "to": 24, "host": 15, "example": 24, "nam
 
 
 def table(title: str | None, columns: Sequence[Column], rows: Sequence[Any]) -> Table:
-    view = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    view = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for header, _ in columns:
         if header in WRAPPING:
             view.add_column(header, overflow="fold", min_width=MIN_WIDTH.get(header, 8))
         else:
-            view.add_column(header, no_wrap=True)
+            view.add_column(header, no_wrap=True, min_width=len(header))
     for row in rows:
         view.add_row(*(_cell(value(row)) for _, value in columns))
     return view
@@ -79,14 +85,11 @@ CRAWL_COLUMNS: list[Column] = [
     ("state", lambda c: c.state),
     ("URLs", lambda c: c.urls.total),
     ("left", _left),
-    ("done", lambda c: c.urls.done),
     ("failed", lambda c: c.urls.failed),
     ("skipped", lambda c: c.urls.skipped),
     ("pages", lambda c: c.pages),
-    ("failed/tries", lambda c: f"{c.failed_fetches}/{c.fetches}"),
-    ("live", lambda c: c.live_runs),
+    ("failed tries", lambda c: f"{c.failed_fetches}/{c.fetches}"),
     ("backends", lambda c: ",".join(c.backends)),
-    ("secs", lambda c: c.elapsed_s),
     ("last active", lambda c: (c.last_activity_at or "")[:16].replace("T", " ")),
 ]
 
@@ -109,9 +112,8 @@ RUN_COLUMNS: list[Column] = [
     ("conc", lambda r: r.concurrency),
     ("state", lambda r: r.state),
     ("host:pid", lambda r: f"{r.hostname}:{r.pid}"),
-    ("started", lambda r: r.started_at[:19].replace("T", " ")),
+    ("started", lambda r: r.started_at[5:19].replace("T", " ")),
     ("pages", lambda r: r.pages),
-    ("fetches", lambda r: r.fetches),
     ("secs", lambda r: r.wall_s),
     ("pages/s", lambda r: r.pages_per_s),
     ("CPU s", lambda r: r.cpu_s),
@@ -244,11 +246,10 @@ def hosts_table(hosts: list[HostInfo]) -> Table:
 
 ATTEMPT_COLUMNS: list[Column] = [
     ("#", lambda a: a.attempt),
-    ("run", lambda a: a.run_id),
-    ("started", lambda a: a.started_at[:19].replace("T", " ")),
+    ("started", lambda a: a.started_at[11:19]),
     ("status", lambda a: a.status),
     ("error", lambda a: a.error_kind),
-    ("wait ms", lambda a: a.queue_wait_ms),
+    ("wait", lambda a: a.queue_wait_ms),
     ("connect", lambda a: a.connect_ms),
     ("1st byte", lambda a: a.first_byte_ms),
     ("download", lambda a: a.download_ms),
@@ -272,13 +273,14 @@ def story_view(story: URLStory) -> Group:
         lines.append(f"title {story.title!r}")
     if story.canonical:
         lines.append(f"canonical {story.canonical}")
-    parts: list[Any] = [Text("\n".join(lines)), table("attempts", ATTEMPT_COLUMNS, story.attempts)]
-    parts.append(table(f"links out ({len(story.links_out)} shown)", LINK_COLUMNS, story.links_out))
-    parts.append(
-        table(
-            f"links in ({len(story.links_in)} of {story.links_in_total} shown)",
-            LINK_COLUMNS,
-            story.links_in,
+    parts: list[Any] = [Text("\n".join(lines))]
+    if story.attempts:
+        parts.append(table("attempts", ATTEMPT_COLUMNS, story.attempts))
+    if story.links_out:
+        parts.append(
+            table(f"links out ({len(story.links_out)} shown)", LINK_COLUMNS, story.links_out)
         )
-    )
+    if story.links_in:
+        shown = f"links in ({len(story.links_in)} of {story.links_in_total} shown)"
+        parts.append(table(shown, LINK_COLUMNS, story.links_in))
     return Group(*parts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from collections import Counter, defaultdict
 
@@ -328,3 +329,18 @@ def test_the_python_api_gives_the_same_answers(faulty_crawl, capsys):
     ]
     assert crawler.status("faults", db=db).crawl.state == "finished"
     assert crawler.error_counts("#1", db=db)[0].attempts >= 1
+
+
+def test_the_readmes_sql_examples_run_and_its_write_is_refused(faulty_crawl, capsys):
+    from tests.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    examples = re.findall(r'^\$? ?crawler sql "([^"]+)"', readme, re.MULTILINE)
+    assert len(examples) >= 5
+    db, _ = faulty_crawl
+    for statement in examples:
+        code, out, err = run(capsys, "sql", statement, "--db", db)
+        if statement.startswith("DELETE"):
+            assert code == 2 and "only reads" in err
+        else:
+            assert code == 0 and out.strip(), (statement, err)
