@@ -29,27 +29,29 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from crawler.store.models import (
-    Crawl,
-    Fetch,
-    FrontierEntry,
-    Host,
-    Lease,
-    Page,
-    PageLink,
-    ReadyURL,
-    Robots,
+from crawler.store.tables import (
+    crawls_t,
+    fetches_t,
+    frontier_t,
+    hosts_t,
+    leases_t,
+    links_t,
+    pages_t,
+    ready_t,
+    robots_t,
 )
 
-frontier_t = FrontierEntry.__table__
-hosts_t = Host.__table__
-leases_t = Lease.__table__
-ready_t = ReadyURL.__table__
-crawls_t = Crawl.__table__
-fetches_t = Fetch.__table__
-pages_t = Page.__table__
-links_t = PageLink.__table__
-robots_t = Robots.__table__
+__all__ = [
+    "crawls_t",
+    "fetches_t",
+    "frontier_t",
+    "hosts_t",
+    "leases_t",
+    "links_t",
+    "pages_t",
+    "ready_t",
+    "robots_t",
+]
 
 
 def in_state(state: str) -> ColumnElement[bool]:

@@ -8,28 +8,30 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from crawler.store.models import (
-    Crawl,
-    Fetch,
-    FrontierEntry,
-    Host,
-    Lease,
-    Page,
-    PageLink,
-    Robots,
-    Run,
+from crawler.store.tables import (
+    crawls_t,
+    fetches_t,
+    frontier_t,
+    hosts_t,
+    leases_t,
+    links_t,
+    pages_t,
+    robots_t,
+    runs_t,
 )
 from crawler.urls import BadURL, canonicalize, url_key
 
-crawls_t = Crawl.__table__
-frontier_t = FrontierEntry.__table__
-fetches_t = Fetch.__table__
-pages_t = Page.__table__
-links_t = PageLink.__table__
-hosts_t = Host.__table__
-leases_t = Lease.__table__
-robots_t = Robots.__table__
-runs_t = Run.__table__
+__all__ = [
+    "crawls_t",
+    "fetches_t",
+    "frontier_t",
+    "hosts_t",
+    "leases_t",
+    "links_t",
+    "pages_t",
+    "robots_t",
+    "runs_t",
+]
 
 
 def last_fetch_id(crawl_id: int, frontier_id: ColumnElement) -> ColumnElement:
