@@ -550,7 +550,7 @@ def _ask(args: argparse.Namespace):
 
 
 QUESTIONS = {
-    "crawls": views.crawls_table,
+    "crawls": lambda crawls: views.crawls_table(crawls, out.width),
     "status": views.status_view,
     "pages": views.pages_table,
     "links": views.links_table,

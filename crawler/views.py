@@ -85,17 +85,26 @@ CRAWL_COLUMNS: list[Column] = [
     ("state", lambda c: c.state),
     ("URLs", lambda c: c.urls.total),
     ("left", _left),
+    ("done", lambda c: c.urls.done),
     ("failed", lambda c: c.urls.failed),
     ("skipped", lambda c: c.urls.skipped),
     ("pages", lambda c: c.pages),
     ("failed tries", lambda c: f"{c.failed_fetches}/{c.fetches}"),
+    ("live runs", lambda c: c.live_runs),
     ("backends", lambda c: ",".join(c.backends)),
+    ("secs", lambda c: c.elapsed_s),
     ("last active", lambda c: (c.last_activity_at or "")[:16].replace("T", " ")),
 ]
+NARROW = ("id", "name", "state", "URLs", "left", "failed", "pages", "failed tries", "last active")
 
 
-def crawls_table(crawls: list[CrawlInfo]) -> Table:
-    return table("crawls", CRAWL_COLUMNS, crawls)
+def crawls_table(crawls: list[CrawlInfo], width: int = 160) -> Table:
+    """Every column on a wide terminal; on a narrow one those that matter most (`--json` and
+    `status` have the rest)."""
+    columns = CRAWL_COLUMNS
+    if width < 130:
+        columns = [column for column in CRAWL_COLUMNS if column[0] in NARROW]
+    return table("crawls", columns, crawls)
 
 
 def _groups(title: str, groups: list[GroupCounts]) -> Table:
@@ -228,10 +237,8 @@ HOST_COLUMNS: list[Column] = [
     ("host", lambda h: h.host),
     ("URLs", lambda h: h.urls),
     ("done", lambda h: h.done),
-    ("failed URLs", lambda h: h.failed),
+    ("failed", lambda h: h.failed),
     ("skipped", lambda h: h.skipped),
-    ("tries", lambda h: h.fetches),
-    ("failed", lambda h: h.failed_fetches),
     ("median ms", lambda h: h.median_ms),
     ("p95 ms", lambda h: h.p95_ms),
     ("robots", lambda h: h.robots),

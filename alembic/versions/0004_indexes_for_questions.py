@@ -28,7 +28,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("fetches", schema=None) as batch_op:
         batch_op.create_index("ix_fetches_status", ["crawl_id", "status", "started_at"])
-        batch_op.create_index("ix_fetches_error", ["crawl_id", "error_kind"])
+        batch_op.create_index("ix_fetches_error", ["crawl_id", "error_kind", "started_at"])
         batch_op.create_index("ix_fetches_host_time", ["crawl_id", "host", "total_s"])
     with op.batch_alter_table("frontier", schema=None) as batch_op:
         batch_op.create_index("ix_frontier_state", ["crawl_id", "state", "host", "depth"])

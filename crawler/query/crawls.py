@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
@@ -107,7 +108,7 @@ def runs_of(conn: Connection, crawl_id: int, now: float) -> list[RunInfo]:
     return runs
 
 
-def _state(crawl_row, runs: list[RunInfo], urls: URLCounts, lapsed: int) -> str:
+def _state(crawl_row, runs: list[RunInfo], lapsed: int) -> str:
     if crawl_row.state == "finished":
         return "finished"
     if any(run.state == "running" for run in runs):
@@ -147,17 +148,23 @@ def _run_ends(conn: Connection, crawl_id: int):
 
 
 def crawl_info(
-    conn: Connection, crawl_row, *, db: str | None = None, now: float | None = None
+    conn: Connection,
+    crawl_row,
+    *,
+    db: str | None = None,
+    now: float | None = None,
+    urls: URLCounts | None = None,
 ) -> CrawlInfo:
-    """One crawl as `crawler crawls` lists it; `db`: the --db to name in the next step."""
+    """One crawl as `crawler crawls` lists it; `db`: the --db to name in the next step;
+    `urls`: its URL counts, when the caller has them already."""
     now = time.time() if now is None else now
     crawl_id = crawl_row.id
-    urls = url_counts(conn, crawl_id)
+    urls = url_counts(conn, crawl_id) if urls is None else urls
     runs = runs_of(conn, crawl_id, now)
     lapsed = conn.execute(
         select(func.count()).where(leases_t.c.crawl_id == crawl_id, leases_t.c.expires_at < now)
     ).scalar_one()
-    state = _state(crawl_row, runs, urls, lapsed)
+    state = _state(crawl_row, runs, lapsed)
     fe = fetches_t.c
     fetches = conn.execute(select(func.count()).where(fe.crawl_id == crawl_id)).scalar_one()
     failed = conn.execute(
@@ -194,3 +201,32 @@ def list_crawls(conn: Connection, *, db: str | None = None) -> list[CrawlInfo]:
     rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
     now = time.time()
     return [crawl_info(conn, row, db=db, now=now) for row in rows]
+
+
+STATE_NAMES = ("queued", "in_flight", "retry", "done", "failed", "skipped")
+
+
+def counts_by_host_and_depth(conn: Connection, crawl_id: int) -> tuple[dict, dict]:
+    """The crawl's URLs by state for each host and for each depth, in one pass over the index
+    (crawl_id, state, host, depth), grouped in its own order, so that nothing is sorted:
+    ({host: {state: n}}, {depth: {state: n}}), with in_flight from the leases."""
+    f = frontier_t.c
+    by_host: dict = defaultdict(lambda: dict.fromkeys(STATE_NAMES, 0))
+    by_depth: dict = defaultdict(lambda: dict.fromkeys(STATE_NAMES, 0))
+    for state, host, depth, count in conn.execute(
+        select(f.state, f.host, f.depth, func.count())
+        .where(f.crawl_id == crawl_id)
+        .group_by(f.state, f.host, f.depth)
+    ):
+        by_host[host][state] += count
+        by_depth[depth][state] += count
+    lc = leases_t.c
+    for host, depth, count in conn.execute(
+        select(lc.host, lc.depth, func.count())
+        .where(lc.crawl_id == crawl_id)
+        .group_by(lc.host, lc.depth)
+    ):
+        for group in (by_host[host], by_depth[depth]):
+            group["in_flight"] += count
+            group["queued"] -= count
+    return by_host, by_depth

@@ -5,7 +5,6 @@ answers as fast on a crawl of a million URLs as on a small one."""
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, func, literal_column, select
@@ -24,6 +23,7 @@ from crawler.query.common import (
     pages_t,
     robots_t,
 )
+from crawler.query.crawls import counts_by_host_and_depth
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
 from crawler.store.models import STATES
 from crawler.urls import url_key
@@ -44,10 +44,11 @@ class PageFilter:
 
 
 def error_counts(
-    conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT
+    conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT, with_urls: bool = True
 ) -> list[ErrorCount]:
     """Failures by error kind, then by 4xx/5xx status: attempts that ended so, URLs whose last
-    attempt did, and the newest example."""
+    attempt did (unless not `with_urls`: that looks up every failed attempt's URL), and the
+    newest example."""
     fe = fetches_t.c
     found = []
     for kind, attempts in conn.execute(
@@ -68,11 +69,16 @@ def error_counts(
     counts = []
     for kind, attempts, match in found[:limit]:
         where = (fe.crawl_id == crawl_id, match)
-        urls = conn.execute(
-            select(func.count()).where(*where, is_last_attempt(crawl_id, fetches_t))
-        ).scalar_one()
+        urls = None
+        if with_urls:
+            urls = conn.execute(
+                select(func.count()).where(*where, is_last_attempt(crawl_id, fetches_t))
+            ).scalar_one()
         example = conn.execute(
-            select(fe.url, fe.error_message).where(*where).order_by(fe.id.desc()).limit(1)
+            select(fe.url, fe.error_message)
+            .where(*where)
+            .order_by(fe.started_at.desc())  # the kind and status indexes' own order
+            .limit(1)
         ).first()
         counts.append(ErrorCount(kind, attempts, urls, example.url, example.error_message))
     return counts
@@ -103,16 +109,31 @@ def _state_filter(states: tuple[str, ...]):
     return frontier_t.c.state.in_([literal_column(f"'{s}'") for s in states])
 
 
-def _pages_query(crawl_id: int, where: PageFilter) -> Select:
+def _escaped_like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _frontier_filters(query: Select, where: PageFilter) -> Select:
     f = frontier_t.c
-    fetch = fetches_t.alias("fetch")
-    by_answer = where.status is not None or where.error is not None
-    if by_answer:
-        # from the answers, in the order they were started (the status index's own order):
-        # an index on status or on error kind, then each one's URL
+    if where.host is not None:
+        query = query.where(f.host == where.host)
+    if where.depth is not None:
+        query = query.where(f.depth == where.depth)
+    if where.state is not None:
+        query = query.where(f.state == where.state)
+    return query
+
+
+def _chosen(crawl_id: int, where: PageFilter, limit: int, dialect: str) -> tuple[Select, str]:
+    """The rows to show, at most `limit`, as a query of their ids, and what it selects (a
+    fetch's id, or a frontier row's): read from the indexes alone where it can be, so that a
+    URL's last attempt is looked up for the rows shown, not for every row that matches."""
+    f = frontier_t.c
+    if where.status is not None or where.error is not None:
+        # from the answers, in the order they were started (the indexes' own order)
+        fetch = fetches_t.alias("chosen")
         query = (
-            select(*_page_columns(crawl_id, fetch))
-            .select_from(fetch)
+            select(fetch.c.id)
             .join(frontier_t, f.id == fetch.c.frontier_id)
             .where(fetch.c.crawl_id == crawl_id, is_last_attempt(crawl_id, fetch))
             .order_by(fetch.c.started_at, fetch.c.id)
@@ -121,37 +142,65 @@ def _pages_query(crawl_id: int, where: PageFilter) -> Select:
             query = query.where(fetch.c.status == where.status)
         if where.error is not None:
             query = query.where(fetch.c.error_kind == where.error)
-    else:
-        # from the URLs, each with its last attempt (none for a URL never fetched)
-        query = (
-            select(*_page_columns(crawl_id, fetch))
-            .select_from(frontier_t)
-            .outerjoin(
-                fetch,
-                and_(fetch.c.id == last_fetch_id(crawl_id, f.id)),
+        if where.title_contains:
+            query = query.join(pages_t, pages_t.c.frontier_id == f.id).where(
+                pages_t.c.title.ilike(_escaped_like(where.title_contains), escape="\\")
             )
-            .where(f.crawl_id == crawl_id)
+        return _frontier_filters(query, where).limit(limit), "fetch"
+    if where.title_contains:
+        # from the crawl's pages, in the order they were stored: a title is only on a page
+        query = (
+            select(pages_t.c.frontier_id)
+            .join(frontier_t, f.id == pages_t.c.frontier_id)
+            .where(
+                pages_t.c.crawl_id == crawl_id,
+                pages_t.c.title.ilike(_escaped_like(where.title_contains), escape="\\"),
+            )
+            .order_by(pages_t.c.id)
+        )
+        return _frontier_filters(query, where).limit(limit), "frontier"
+    query = select(f.id).order_by(f.id)
+    if where.host is not None or where.depth is not None or where.state is not None:
+        # (crawl_id, state, host, depth), sought once per state
+        query = query.where(
+            f.crawl_id == crawl_id, _state_filter((where.state,) if where.state else STATES)
+        )
+    elif dialect == "sqlite":
+        # the table in id order, stopping at the limit (by the crawl's index, SQLite would
+        # read and sort every id of the crawl first)
+        query = query.where(f.crawl_id + 0 == crawl_id)
+    else:
+        query = query.where(f.crawl_id == crawl_id)
+    return _frontier_filters(query, where).limit(limit), "frontier"
+
+
+def _pages_query(crawl_id: int, where: PageFilter, limit: int, dialect: str) -> Select:
+    """The chosen rows with their URL, last attempt and title."""
+    f = frontier_t.c
+    fetch = fetches_t.alias("fetch")
+    chosen, kind = _chosen(crawl_id, where, limit, dialect)
+    query = select(*_page_columns(crawl_id, fetch))
+    if kind == "fetch":
+        query = (
+            query.select_from(fetch)
+            .join(frontier_t, f.id == fetch.c.frontier_id)
+            .where(fetch.c.id.in_(chosen))
+            .order_by(fetch.c.started_at, fetch.c.id)
+        )
+    else:
+        query = (
+            query.select_from(frontier_t)
+            .outerjoin(fetch, fetch.c.id == last_fetch_id(crawl_id, f.id))
+            .where(f.id.in_(chosen))
             .order_by(f.id)
         )
-        if where.host is not None or where.depth is not None:
-            query = query.where(_state_filter((where.state,) if where.state else STATES))
-    query = query.outerjoin(pages_t, pages_t.c.frontier_id == f.id)
-    if where.host is not None:
-        query = query.where(f.host == where.host)
-    if where.depth is not None:
-        query = query.where(f.depth == where.depth)
-    if where.state is not None:
-        query = query.where(f.state == where.state)
-    if where.title_contains:
-        escaped = where.title_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(pages_t.c.title.ilike(f"%{escaped}%", escape="\\"))
-    return query
+    return query.outerjoin(pages_t, pages_t.c.frontier_id == f.id)
 
 
 def list_pages(
     conn: Connection, crawl_id: int, where: PageFilter, *, limit: int = DEFAULT_LIMIT
 ) -> list[PageInfo]:
-    rows = conn.execute(_pages_query(crawl_id, where).limit(limit)).all()
+    rows = conn.execute(_pages_query(crawl_id, where, limit, conn.dialect.name)).all()
     return [
         PageInfo(
             url=row.url,
@@ -269,25 +318,24 @@ def broken_links(conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT)
     """Links whose target failed or answered 4xx/5xx at its last attempt, with the pages they
     are on: found from the failed answers (an index each), then the links to each."""
     fe = fetches_t.c
-    targets = []
-    # Two queries, one per index: an OR of the two would read every attempt of the crawl.
-    for match in (fe.error_kind.is_not(None), and_(fe.status >= 400, fe.error_kind.is_(None))):
-        targets += conn.execute(
-            select(fe.id, fe.url).where(
-                fe.crawl_id == crawl_id, match, is_last_attempt(crawl_id, fetches_t)
-            )
-        ).all()
     found: list = []
-    for _, target in sorted(targets):
-        rows = conn.execute(
-            _links_query()
-            .where(links_t.c.url == target, pages_t.c.crawl_id == crawl_id)
-            .order_by(links_t.c.id)
-            .limit(limit - len(found))
-        ).all()
-        found.extend(rows)
-        if len(found) >= limit:
-            break
+    # Two queries, one per index (an OR of the two would read every attempt of the crawl),
+    # each read only as far as the limit needs: the failures first, then 4xx/5xx answers.
+    for match in (fe.error_kind.is_not(None), and_(fe.status >= 400, fe.error_kind.is_(None))):
+        targets = conn.execute(
+            select(fe.url)
+            .where(fe.crawl_id == crawl_id, match, is_last_attempt(crawl_id, fetches_t))
+            .order_by(fe.started_at, fe.id)
+        ).scalars()
+        for target in targets:
+            found += conn.execute(
+                _links_query()
+                .where(links_t.c.url == target, pages_t.c.crawl_id == crawl_id)
+                .order_by(links_t.c.id)
+                .limit(limit - len(found))
+            ).all()
+            if len(found) >= limit:
+                return _link_infos(conn, crawl_id, found)
     return _link_infos(conn, crawl_id, found)
 
 
@@ -314,27 +362,16 @@ def _breaker(row, now: float) -> str:
 
 def list_hosts(conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT) -> list[HostInfo]:
     """Each host with the most URLs first: its URLs by outcome, its attempts and how long they
-    took (median and 95th percentile), its robots.txt verdict and its breaker."""
+    took (median and 95th percentile), its robots.txt verdict and its breaker. (Its failed
+    attempts are not counted: that would read each one; `errors` counts them by kind.)"""
     now = time.time()
-    f = frontier_t.c
     fe = fetches_t.c
-    urls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for host, state, count in conn.execute(
-        select(f.host, f.state, func.count())
-        .where(f.crawl_id == crawl_id)
-        .group_by(f.host, f.state)
-    ):
-        urls[host][state] = count
+    urls, _ = counts_by_host_and_depth(conn, crawl_id)
     fetches = dict(
         conn.execute(
             select(fe.host, func.count()).where(fe.crawl_id == crawl_id).group_by(fe.host)
         ).all()
     )
-    # Counted here, not grouped in SQL: a GROUP BY host would read every attempt through
-    # the host index; this reads only the failed ones, through the status and kind indexes.
-    failed: Counter[str] = Counter()
-    for match in (fe.error_kind.is_not(None), and_(fe.status >= 400, fe.error_kind.is_(None))):
-        failed.update(conn.execute(select(fe.host).where(fe.crawl_id == crawl_id, match)).scalars())
     host_rows = {
         row.host: row for row in conn.execute(select(hosts_t).where(hosts_t.c.crawl_id == crawl_id))
     }
@@ -359,7 +396,6 @@ def list_hosts(conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT) -
                 failed=urls[host]["failed"],
                 skipped=urls[host]["skipped"],
                 fetches=count,
-                failed_fetches=failed[host],
                 median_ms=ms(median),
                 p95_ms=ms(p95),
                 robots=verdicts.get(host),

@@ -105,11 +105,12 @@ class LeaseInfo:
 @dataclass(frozen=True, slots=True)
 class ErrorCount:
     """One kind of failure: an error kind (`read_timeout`, ...) or a status (`HTTP 503`);
-    how many attempts ended so, how many URLs ended so at their last attempt, and one of them."""
+    how many attempts ended so, how many URLs ended so at their last attempt (None where not
+    counted: `status` leaves it to `errors`), and one of them."""
 
     kind: str
     attempts: int
-    urls: int
+    urls: int | None  # None where not counted (crawler status)
     example_url: str | None
     example_message: str | None
 
@@ -190,7 +191,6 @@ class HostInfo:
     failed: int
     skipped: int
     fetches: int
-    failed_fetches: int
     median_ms: float | None
     p95_ms: float | None
     robots: str | None

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import Connection, func, select
 
 from crawler.query.common import fetches_t, frontier_t, iso, leases_t
-from crawler.query.crawls import crawl_info, runs_of
+from crawler.query.crawls import STATE_NAMES, counts_by_host_and_depth, crawl_info, runs_of
 from crawler.query.listings import error_counts
 from crawler.query.results import (
     CrawlInfo,
@@ -17,36 +16,19 @@ from crawler.query.results import (
     LeaseInfo,
     RateBucket,
     SkipCount,
+    URLCounts,
 )
 from crawler.store.models import SKIPPED
 
 RATE_BUCKETS = 12
 
 
-def _groups(conn: Connection, crawl_id: int, column, limit: int) -> list[GroupCounts]:
-    """URLs by state for each value of `column` (host or depth), the largest groups first."""
-    f = frontier_t.c
-    counts: dict = defaultdict(
-        lambda: dict.fromkeys(("queued", "retry", "done", "failed", "skipped", "in_flight"), 0)
-    )
-    for key, state, count in conn.execute(
-        select(column, f.state, func.count())
-        .where(f.crawl_id == crawl_id)
-        .group_by(column, f.state)
-    ):
-        counts[key][state] = count
-    lease_column = leases_t.c[column.name]
-    for key, count in conn.execute(
-        select(lease_column, func.count())
-        .where(leases_t.c.crawl_id == crawl_id)
-        .group_by(lease_column)
-    ):
-        counts[key]["in_flight"] = count
-        counts[key]["queued"] -= count
-    ordered = sorted(counts.items(), key=lambda item: (-sum(item[1].values()), str(item[0])))
-    if column.name == "depth":
-        ordered = sorted(counts.items())
-    return [GroupCounts(key=str(key), **values) for key, values in ordered[:limit]]
+def _groups(counts: dict, limit: int, *, largest_first: bool) -> list[GroupCounts]:
+    """Groups of URL counts, the largest first (hosts) or in key order (depths)."""
+    items = sorted(counts.items())
+    if largest_first:
+        items.sort(key=lambda item: (-sum(item[1].values()), str(item[0])))
+    return [GroupCounts(key=str(key), **values) for key, values in items[:limit]]
 
 
 def _oldest_lease(conn: Connection, crawl_id: int, now: float) -> LeaseInfo | None:
@@ -63,38 +45,80 @@ def _oldest_lease(conn: Connection, crawl_id: int, now: float) -> LeaseInfo | No
 
 
 def skip_reasons(conn: Connection, crawl_id: int, limit: int = 20) -> list[SkipCount]:
+    """Skipped URLs by reason, counted in the index that holds only them; one example each."""
     f = frontier_t.c
     skipped = f.state == SKIPPED
-    rows = conn.execute(
-        select(f.skip_reason, func.count(), func.min(f.url))
+    counts = conn.execute(
+        select(f.skip_reason, func.count())
         .where(f.crawl_id == crawl_id, skipped)
         .group_by(f.skip_reason)
         .order_by(func.count().desc())
         .limit(limit)
     ).all()
-    return [SkipCount(reason or "", count, example) for reason, count, example in rows]
+    return [
+        SkipCount(
+            reason or "",
+            count,
+            conn.execute(
+                select(f.url)
+                .where(f.crawl_id == crawl_id, skipped, f.skip_reason == reason)
+                .limit(1)
+            ).scalar(),
+        )
+        for reason, count in counts
+    ]
+
+
+def _statuses(conn: Connection, crawl_id: int) -> list[int]:
+    """The statuses the crawl's answers have, one seek each into (crawl_id, status, ...)
+    instead of reading every answer."""
+    fe = fetches_t.c
+    found: list[int] = []
+    while True:
+        after = (fe.status > found[-1],) if found else (fe.status.is_not(None),)
+        status = conn.execute(
+            select(func.min(fe.status)).where(fe.crawl_id == crawl_id, *after)
+        ).scalar()
+        if status is None:
+            return found
+        found.append(status)
 
 
 def _rate(conn: Connection, crawl_id: int) -> list[RateBucket]:
     """Responses per second in up to RATE_BUCKETS slices of the time the crawl fetched (slices
-    with none, such as the time between two runs, are left out)."""
+    with none, such as the time between two runs, are left out). Counted per status and
+    slice, each a range of the index (crawl_id, status, started_at): nothing is sorted."""
     fe = fetches_t.c
-    answered = (fe.crawl_id == crawl_id, fe.status.is_not(None))
-    first, last = conn.execute(
-        select(func.min(fe.started_at), func.max(fe.started_at)).where(*answered)
-    ).one()
-    if first is None:
+    statuses = _statuses(conn, crawl_id)
+    if not statuses:
         return []
+    ends = [
+        conn.execute(
+            select(func.min(fe.started_at), func.max(fe.started_at)).where(
+                fe.crawl_id == crawl_id, fe.status == status
+            )
+        ).one()
+        for status in statuses
+    ]
+    first, last = min(e[0] for e in ends), max(e[1] for e in ends)
     width = max((last - first) / RATE_BUCKETS, 1.0)
-    offset = (fe.started_at - first) / width
-    # floor: SQLite's CAST truncates (the offsets are not negative), PostgreSQL's rounds
-    bucket = func.floor(offset) if conn.dialect.name == "postgresql" else cast(offset, Integer)
-    rows = conn.execute(
-        select(bucket, func.count()).where(*answered).group_by(bucket).order_by(bucket)
-    ).all()
+    edges = [first + i * width for i in range(RATE_BUCKETS + 1)]
+    edges[-1] = max(edges[-1], last) + 1e-6
+    counts = [0] * RATE_BUCKETS
+    for status in statuses:
+        for i in range(RATE_BUCKETS):
+            counts[i] += conn.execute(
+                select(func.count()).where(
+                    fe.crawl_id == crawl_id,
+                    fe.status == status,
+                    fe.started_at >= edges[i],
+                    fe.started_at < edges[i + 1],
+                )
+            ).scalar_one()
     return [
-        RateBucket(iso(first + int(b) * width) or "", round(width, 1), n, round(n / width, 2))
-        for b, n in rows
+        RateBucket(iso(edges[i]) or "", round(width, 1), n, round(n / width, 2))
+        for i, n in enumerate(counts)
+        if n
     ]
 
 
@@ -125,16 +149,18 @@ def crawl_status(
     conn: Connection, crawl_row, *, db: str | None = None, limit: int = 20
 ) -> CrawlStatus:
     now = time.time()
-    info = crawl_info(conn, crawl_row, db=db, now=now)
+    by_host, by_depth = counts_by_host_and_depth(conn, crawl_row.id)
+    totals = {name: sum(group[name] for group in by_host.values()) for name in STATE_NAMES}
+    info = crawl_info(conn, crawl_row, db=db, now=now, urls=URLCounts(**totals))
     lease = _oldest_lease(conn, crawl_row.id, now)
     return CrawlStatus(
         crawl=info,
         verdict=_verdict(info, lease),
         runs=runs_of(conn, crawl_row.id, now),
-        by_host=_groups(conn, crawl_row.id, frontier_t.c.host, limit),
-        by_depth=_groups(conn, crawl_row.id, frontier_t.c.depth, limit),
+        by_host=_groups(by_host, limit, largest_first=True),
+        by_depth=_groups(by_depth, limit, largest_first=False),
         oldest_lease=lease,
-        errors=error_counts(conn, crawl_row.id, limit=limit),
+        errors=error_counts(conn, crawl_row.id, limit=limit, with_urls=False),
         skipped=skip_reasons(conn, crawl_row.id, limit),
         rate=_rate(conn, crawl_row.id),
     )

@@ -269,7 +269,7 @@ class Fetch(Base):
         # The read side: answers by status (and the rate over time), failures by kind, and
         # each host's fetch times in order, for its median and 95th percentile.
         Index("ix_fetches_status", "crawl_id", "status", "started_at"),
-        Index("ix_fetches_error", "crawl_id", "error_kind"),
+        Index("ix_fetches_error", "crawl_id", "error_kind", "started_at"),
         Index("ix_fetches_host_time", "crawl_id", "host", "total_s"),
     )
 
