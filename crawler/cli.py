@@ -44,8 +44,17 @@ if TYPE_CHECKING:
     from crawler.coordinator import Progress
 
 err = Console(stderr=True)
+
+
+def _width() -> int:
+    """Columns for a table written to a pipe or a file: $COLUMNS if it is a number, else 160
+    (not cut to 80 columns)."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else 160
+
+
 # A table piped to a file or a test is not cut to 80 columns.
-out = Console() if Console().is_terminal else Console(width=int(os.environ.get("COLUMNS", 160)))
+out = Console() if Console().is_terminal else Console(width=_width())
 
 DESCRIPTION = """\
 A web crawler built three ways: a thread pool with requests, a multiprocessing pool, and an
@@ -273,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     hosts = commands.add_parser(
         "hosts",
         help="per host: URLs, failures, fetch times, robots.txt, breaker",
-        description="Each host of the crawl, the largest first: URLs by outcome, attempts and "
-        "failed attempts, median and 95th percentile fetch time, robots.txt verdict, breaker "
-        "and delay. Read-only.",
+        description="Each host of the crawl, the largest first: URLs by outcome, attempts, "
+        "median and 95th percentile fetch time, robots.txt verdict, breaker and delay. "
+        "Read-only.",
     )
     _add_crawl(hosts)
     _add_listing(hosts)
@@ -614,6 +623,8 @@ def _export(args: argparse.Namespace) -> None:
 def _print_sql(args: argparse.Namespace) -> None:
     from crawler.query.sql import read_only_statement
 
+    if args.limit < 1:
+        raise crawler.UsageError(f"--limit takes 1 or more, not {args.limit}")
     engine = crawler.api.open_db_read_only(args.db)
     try:
         with read_only_statement(engine, args.statement) as result:

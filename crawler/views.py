@@ -139,7 +139,10 @@ ERROR_COLUMNS: list[Column] = [
 
 
 def errors_table(errors: list[ErrorCount]) -> Table:
-    return table("failures by kind", ERROR_COLUMNS, errors)
+    columns = ERROR_COLUMNS
+    if all(error.urls is None for error in errors):  # not counted (status)
+        columns = [column for column in ERROR_COLUMNS if column[0] != "URLs ending so"]
+    return table("failures by kind", columns, errors)
 
 
 def status_view(status: CrawlStatus) -> Group:

@@ -85,10 +85,12 @@ def test_a_killed_crawl_is_stuck_once_its_leases_lapse_and_a_resume_mends_it(any
             # Now as if the run were on another machine, where its process cannot be seen:
             # while its leases hold, it is taken to be working.
             conn.execute(text("UPDATE runs SET hostname = 'another-machine'"))
-        assert listed(any_db)["state"] == "running"
+        assert (listed(any_db)["state"], listed(any_db)["live_runs"]) == ("running", 1)
         with engine.begin() as conn:
-            # ... and the 120 s a lease lasts have passed.
+            # ... and the 120 s a lease lasts have passed: its leases lapsed, and it has
+            # stored nothing since.
             conn.execute(text("UPDATE leases SET expires_at = expires_at - 1000"))
+            conn.execute(text("UPDATE fetches SET started_at = started_at - 1000"))
         engine.dispose()
         stuck = status(any_db)
         assert stuck["crawl"]["state"] == "stuck" and stuck["crawl"]["urls"]["in_flight"] >= 1
@@ -104,6 +106,7 @@ def test_a_killed_crawl_is_stuck_once_its_leases_lapse_and_a_resume_mends_it(any
         assert resumed.returncode == 0, resumed.stderr
     done = listed(any_db)  # the lapsed leases were taken back, and the budget is spent
     assert done["state"] == "finished" and done["urls"]["in_flight"] == 0
+    assert done["live_runs"] == 0  # the run elsewhere, silent for a lease's time, is dead
     # --max-pages counts URLs leased, the lapsed ones among them: a few more pages at most
     assert pages < done["pages"] <= pages + 5 + stuck["crawl"]["urls"]["in_flight"]
     assert done["urls"]["queued"] > 0

@@ -72,7 +72,7 @@ def recorded(ask, db: str) -> list[tuple[str, object]]:
     return seen
 
 
-ALIASES = "fetches|links|fetch|later"
+ALIASES = "fetches|links|fetch|later|chosen"
 
 
 def sqlite_scans(db: str, statement: str, parameters) -> list[str]:

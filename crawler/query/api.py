@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from crawler.errors import UsageError
 from crawler.fetch.errors import ErrorKind
 from crawler.query import export as exporting
+from crawler.query.common import frontier_row
 from crawler.query.crawls import crawl_info, list_crawls
 from crawler.query.listings import (
     DEFAULT_LIMIT,
@@ -56,7 +57,10 @@ ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 def _engine(db: str | None) -> Engine:
     from crawler.api import open_db_read_only  # the API opens databases one way for all
 
-    return open_db_read_only(db)
+    engine = open_db_read_only(db)
+    if engine.dialect.name == "postgresql":  # one snapshot for every count in an answer
+        return engine.execution_options(isolation_level="REPEATABLE READ")
+    return engine
 
 
 def _asking(
@@ -167,6 +171,11 @@ def links(
         if to is not None:
             return links_to(conn, row.id, to, limit=limit)
         if from_ is not None:
+            if frontier_row(conn, row.id, from_) is None:
+                raise UsageError(
+                    f"{from_!r} is not a URL of crawl {row.name!r}; `crawler pages {row.name}` "
+                    "lists its URLs"
+                )
             return links_from(conn, row.id, from_, limit=limit)
         if broken:
             return broken_links(conn, row.id, limit=limit)

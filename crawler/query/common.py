@@ -74,12 +74,18 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
+def canonical_or_none(url: str) -> str | None:
+    try:
+        return canonicalize(url.strip())
+    except BadURL:
+        return None
+
+
 def frontier_row(conn: Connection, crawl_id: int, url: str):
     """The frontier row of `url` in its canonical form, found by its key (the dedup index), or
     None when the crawl never met it (or `url` is not a URL)."""
-    try:
-        canonical = canonicalize(url.strip())
-    except BadURL:
+    canonical = canonical_or_none(url)
+    if canonical is None:
         return None
     f = frontier_t.c
     return conn.execute(

@@ -3,9 +3,10 @@ its runs, and `crawler status`'s view in depth.
 
 A crawl's row says only running or finished: a run that was stopped by Ctrl-C or killed leaves
 it "running". So the state shown is worked out from the runs and the leases: a run is live
-while its process is (checked on this machine; a run elsewhere is taken as live until the
-leases it holds lapse), and a crawl no live run works on is interrupted, or stuck when leases
-have lapsed that nobody will take back until it is resumed.
+while its process is (checked on this machine; a run elsewhere while it holds a lease that has
+not lapsed or has stored an attempt within a lease's time), and a crawl no live run works
+on is interrupted, or stuck when leases have lapsed that nobody will take back until it is
+resumed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from crawler.query.results import (
     URLCounts,
 )
 from crawler.runs import process_alive, this_host
+from crawler.settings import CrawlSettings
 from crawler.store.models import DONE, FAILED, QUEUED, RETRY, SKIPPED
 
 
@@ -58,17 +60,28 @@ def url_counts(conn: Connection, crawl_id: int) -> URLCounts:
     )
 
 
-def runs_of(conn: Connection, crawl_id: int, now: float) -> list[RunInfo]:
-    """The crawl's runs, oldest first; a running one whose process is gone is dead."""
+def _live_elsewhere(conn: Connection, crawl_id: int, run_id: int, now: float, window: float):
+    """A run on another machine, whose process cannot be seen from here, is live while it
+    holds a lease that has not lapsed or stored an attempt within a lease's time."""
+    lc, fe = leases_t.c, fetches_t.c
+    holding = conn.execute(
+        select(lc.frontier_id)
+        .where(lc.crawl_id == crawl_id, lc.run_id == run_id, lc.expires_at >= now)
+        .limit(1)
+    ).first()
+    if holding is not None:
+        return True
+    newest = conn.execute(
+        select(fe.started_at).where(fe.run_id == run_id).order_by(fe.id.desc()).limit(1)
+    ).scalar()
+    return newest is not None and now - newest < window
+
+
+def runs_of(conn: Connection, crawl_id: int, now: float, window: float = 120.0) -> list[RunInfo]:
+    """The crawl's runs, oldest first; a running one whose process is gone (on this machine)
+    or that has shown no sign of life for `window` seconds (elsewhere) is dead."""
     r = runs_t.c
     rows = conn.execute(select(runs_t).where(r.crawl_id == crawl_id).order_by(r.id)).all()
-    lapsed_holders = set(
-        conn.execute(
-            select(leases_t.c.run_id)
-            .where(leases_t.c.crawl_id == crawl_id, leases_t.c.expires_at < now)
-            .distinct()
-        ).scalars()
-    )
     host = this_host()
     runs = []
 
@@ -81,7 +94,7 @@ def runs_of(conn: Connection, crawl_id: int, now: float) -> list[RunInfo]:
             if row.hostname == host:
                 alive = process_alive(row.pid, aware(row.started_at))
             else:
-                alive = row.id not in lapsed_holders
+                alive = _live_elsewhere(conn, crawl_id, row.id, now, window)
             state = "running" if alive else "dead"
         cpu = None
         if row.user_cpu_s is not None:
@@ -160,7 +173,8 @@ def crawl_info(
     now = time.time() if now is None else now
     crawl_id = crawl_row.id
     urls = url_counts(conn, crawl_id) if urls is None else urls
-    runs = runs_of(conn, crawl_id, now)
+    window = CrawlSettings.from_json(crawl_row.settings).lease_seconds
+    runs = runs_of(conn, crawl_id, now, window)
     lapsed = conn.execute(
         select(func.count()).where(leases_t.c.crawl_id == crawl_id, leases_t.c.expires_at < now)
     ).scalar_one()

@@ -4,6 +4,7 @@ answers as fast on a crawl of a million URLs as on a small one."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from sqlalchemy import Connection, and_, func, literal_column, select
 from sqlalchemy.sql import Select
 
 from crawler.query.common import (
+    canonical_or_none,
     fetches_t,
     frontier_row,
     frontier_t,
@@ -29,6 +31,7 @@ from crawler.store.models import STATES
 from crawler.urls import url_key
 
 DEFAULT_LIMIT = 100
+TARGETS_AT_ONCE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +231,17 @@ def _targets(conn: Connection, crawl_id: int, urls: set[str]) -> dict[str, tuple
     f = frontier_t.c
     fetch = fetches_t.alias("fetch")
     keys = {url_key(url): url for url in urls}
-    rows = conn.execute(
-        select(f.url_key, f.state, fetch.c.status, fetch.c.error_kind)
-        .select_from(frontier_t)
-        .outerjoin(fetch, fetch.c.id == last_fetch_id(crawl_id, f.id))
-        .where(f.crawl_id == crawl_id, f.url_key.in_(list(keys)))
-    ).all()
-    return {keys[row.url_key]: (row.state, row.status, row.error_kind) for row in rows}
+    listed = list(keys)
+    found = {}
+    for at in range(0, len(listed), TARGETS_AT_ONCE):  # under every driver's parameter limit
+        for row in conn.execute(
+            select(f.url_key, f.state, fetch.c.status, fetch.c.error_kind)
+            .select_from(frontier_t)
+            .outerjoin(fetch, fetch.c.id == last_fetch_id(crawl_id, f.id))
+            .where(f.crawl_id == crawl_id, f.url_key.in_(listed[at : at + TARGETS_AT_ONCE]))
+        ):
+            found[keys[row.url_key]] = (row.state, row.status, row.error_kind)
+    return found
 
 
 def _link_infos(conn: Connection, crawl_id: int, rows) -> list[LinkInfo]:
@@ -285,7 +292,7 @@ def links_from(conn: Connection, crawl_id: int, url: str, *, limit: int = DEFAUL
 def links_to(conn: Connection, crawl_id: int, url: str, *, limit: int = DEFAULT_LIMIT):
     """The links that point at `url` (as resolved and made canonical), from this crawl's pages."""
     row = frontier_row(conn, crawl_id, url)
-    target = row.url if row is not None else url.strip()
+    target = row.url if row is not None else canonical_or_none(url) or url.strip()
     query = (
         _links_query()
         .where(links_t.c.url == target, pages_t.c.crawl_id == crawl_id)
@@ -344,7 +351,7 @@ def _percentile(conn: Connection, crawl_id: int, host: str, count: int, fraction
     if not count:
         return None
     fe = fetches_t.c
-    rank = max(0, min(count - 1, round(fraction * count + 0.5) - 1))
+    rank = max(0, min(count - 1, math.ceil(fraction * count) - 1))
     return conn.execute(
         select(fe.total_s)
         .where(fe.crawl_id == crawl_id, fe.host == host)

@@ -36,9 +36,9 @@ class URLCounts:
 @dataclass(frozen=True, slots=True)
 class CrawlInfo:
     """One crawl as `crawler crawls` lists it. `state`: running (a live run works on it),
-    finished, interrupted (no run works on it and work is left: resume it), stuck (leases have
-    lapsed and no live run will take them back: resume it), or stopped (its budgets are spent
-    with URLs left: a larger budget goes on). `failed_fetches` counts attempts that failed or
+    finished (nothing left, or its budgets spent: `next_step` says how to go on), interrupted
+    (no run works on it and work is left: resume it), or stuck (leases have lapsed and no live
+    run will take them back: resume it). `failed_fetches` counts attempts that failed or
     answered 4xx/5xx; `urls.failed` the URLs that ended without a response."""
 
     crawl_id: int

@@ -18,6 +18,7 @@ from crawler.query.results import (
     SkipCount,
     URLCounts,
 )
+from crawler.settings import CrawlSettings
 from crawler.store.models import SKIPPED
 
 RATE_BUCKETS = 12
@@ -156,7 +157,9 @@ def crawl_status(
     return CrawlStatus(
         crawl=info,
         verdict=_verdict(info, lease),
-        runs=runs_of(conn, crawl_row.id, now),
+        runs=runs_of(
+            conn, crawl_row.id, now, CrawlSettings.from_json(crawl_row.settings).lease_seconds
+        ),
         by_host=_groups(by_host, limit, largest_first=True),
         by_depth=_groups(by_depth, limit, largest_first=False),
         oldest_lease=lease,
