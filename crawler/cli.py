@@ -27,10 +27,16 @@ from rich.table import Table
 from rich.text import Text
 
 import crawler
-import crawler.api
 from crawler import views
 from crawler.model import CrawlSummary
-from crawler.query.export import FORMATS, TABLES
+from crawler.query.options import (
+    BROWSE_PORT,
+    DEFAULT_LIMIT,
+    FORMATS,
+    SHOW_LIMIT,
+    STATUS_LIMIT,
+    TABLES,
+)
 from crawler.settings import (
     RESUME_BUDGETS,
     CrawlSettings,
@@ -39,6 +45,7 @@ from crawler.settings import (
     help_text,
     options,
 )
+from crawler.states import STATES
 
 if TYPE_CHECKING:
     from crawler.coordinator import Progress
@@ -155,7 +162,7 @@ def _add_listing(
     parser: argparse.ArgumentParser,
     *,
     limit: bool = True,
-    default_limit: int = 100,
+    default_limit: int = DEFAULT_LIMIT,
     what: str = "rows shown",
 ) -> None:
     """--json, --limit and --db, as every question takes them."""
@@ -241,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "time. Read-only.",
     )
     _add_crawl(status)
-    _add_listing(status, default_limit=20, what="rows in each table")
+    _add_listing(status, default_limit=STATUS_LIMIT, what="rows in each table")
     pages = commands.add_parser(
         "pages",
         help="the crawl's URLs with their last answer, filtered",
@@ -256,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pages.add_argument("--host", metavar="HOST", help="host[:port], e.g. 127.0.0.1:8000")
     pages.add_argument("--depth", type=int, metavar="N", help="links from a seed")
-    pages.add_argument("--state", metavar="STATE", help="queued, retry, done, failed or skipped")
+    pages.add_argument("--state", metavar="STATE", help=f"one of {', '.join(STATES)}")
     pages.add_argument("--title-contains", metavar="TEXT", help="in the page title, any case")
     _add_listing(pages)
     links = commands.add_parser(
@@ -297,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_crawl(show)
     show.add_argument("url", metavar="URL", help="the URL, as crawled or as linked")
-    _add_listing(show, default_limit=50, what="links in and out shown")
+    _add_listing(show, default_limit=SHOW_LIMIT, what="links in and out shown")
     export = commands.add_parser(
         "export",
         help="stream a crawl's records as JSON lines, CSV or JSON",
@@ -341,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the crawl database read-only through Datasette, with saved queries "
         "for broken links, errors by kind, slowest hosts and one URL's story. SQLite only.",
     )
-    browse.add_argument("--port", type=int, default=8001, help="port to serve on (default 8001)")
+    browse.add_argument(
+        "--port", type=int, default=BROWSE_PORT, help=f"port to serve on (default {BROWSE_PORT})"
+    )
     browse.add_argument("--host", default="127.0.0.1", help="address to serve on")
     _add_db(browse)
 
@@ -625,7 +634,9 @@ def _print_sql(args: argparse.Namespace) -> None:
 
     if args.limit < 1:
         raise crawler.UsageError(f"--limit takes 1 or more, not {args.limit}")
-    engine = crawler.api.open_db_read_only(args.db)
+    from crawler.api import open_db_read_only
+
+    engine = open_db_read_only(args.db)
     try:
         with read_only_statement(engine, args.statement) as result:
             if args.json:

@@ -20,7 +20,6 @@ from crawler.query import export as exporting
 from crawler.query.common import frontier_row
 from crawler.query.crawls import crawl_info, list_crawls
 from crawler.query.listings import (
-    DEFAULT_LIMIT,
     PageFilter,
     all_links,
     broken_links,
@@ -32,6 +31,7 @@ from crawler.query.listings import (
 from crawler.query.listings import (
     error_counts as count_errors,
 )
+from crawler.query.options import DEFAULT_LIMIT, MAX_LIMIT, SHOW_LIMIT, STATUS_LIMIT
 from crawler.query.results import (
     CrawlInfo,
     CrawlStatus,
@@ -50,7 +50,6 @@ from crawler.store.models import STATES
 from crawler.store.queries import find_crawl
 
 T = TypeVar("T")
-MAX_LIMIT = 1_000_000
 ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 
 
@@ -115,7 +114,7 @@ def crawl(name: str | int, *, db: str | None = None) -> CrawlInfo:
     return _asking(db, name, lambda conn, row: crawl_info(conn, row, db=_shown_db(db)))
 
 
-def status(name: str | int, *, db: str | None = None, limit: int = 20) -> CrawlStatus:
+def status(name: str | int, *, db: str | None = None, limit: int = STATUS_LIMIT) -> CrawlStatus:
     """One crawl in depth: its verdict and next step, URLs by state, host and depth, its runs
     and their cost, the oldest lease, errors, skip reasons and the rate over time."""
     limit = _limit(limit)
@@ -198,7 +197,7 @@ def hosts(name: str | int, *, db: str | None = None, limit: int = DEFAULT_LIMIT)
     return _asking(db, name, lambda conn, row: list_hosts(conn, row.id, limit=limit))
 
 
-def show(name: str | int, url: str, *, db: str | None = None, limit: int = 50) -> URLStory:
+def show(name: str | int, url: str, *, db: str | None = None, limit: int = SHOW_LIMIT) -> URLStory:
     """Everything about one URL: each attempt with its timings, its redirects, its links in
     and out, why it was skipped."""
     limit = _limit(limit)

@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from crawler.errors import UsageError
+from crawler.query.options import BROWSE_PORT
 from crawler.store.engine import default_db_url
 from crawler.store.models import Base
 
@@ -53,7 +54,7 @@ class _Stop(Exception):
 def serve(
     db: str | None,
     *,
-    port: int = 8001,
+    port: int = BROWSE_PORT,
     host: str = "127.0.0.1",
     on_ready: Callable[[str], Any] | None = None,
 ) -> int:

@@ -49,11 +49,6 @@ def is_last_attempt(crawl_id: int, fetch) -> ColumnElement[bool]:
     return fetch.c.id == last_fetch_id(crawl_id, fetch.c.frontier_id)
 
 
-def failed_fetch(fetch) -> ColumnElement[bool]:
-    """An attempt that got no usable answer, or a 4xx/5xx one."""
-    return fetch.c.error_kind.is_not(None) | (fetch.c.status >= 400)
-
-
 def iso(moment: float | datetime | None) -> str | None:
     """Epoch seconds or a stored datetime (SQLite hands them back naive, in UTC) as ISO 8601."""
     if moment is None:

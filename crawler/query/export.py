@@ -24,9 +24,8 @@ from crawler.query.common import (
     pages_t,
     runs_t,
 )
+from crawler.query.options import FORMATS, TABLES  # noqa: F401 (the API checks them)
 
-TABLES = ("urls", "fetches", "pages", "links", "runs")
-FORMATS = ("jsonl", "csv", "json")
 URL_FIELDS = (
     "url",
     "state",

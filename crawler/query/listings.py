@@ -26,11 +26,11 @@ from crawler.query.common import (
     robots_t,
 )
 from crawler.query.crawls import counts_by_host_and_depth
+from crawler.query.options import DEFAULT_LIMIT
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
 from crawler.store.models import STATES
 from crawler.urls import url_key
 
-DEFAULT_LIMIT = 100
 TARGETS_AT_ONCE = 500
 
 

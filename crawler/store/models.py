@@ -25,6 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# re-exported: the write side names the states through the models
+from crawler.states import DONE, FAILED, QUEUED, RETRY, SKIPPED, STATES  # noqa: F401
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -32,15 +35,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-# Frontier states. A URL is queued until it is fetched: ready (it has a row in `ready`) or in
-# flight (a row in `leases`). Then it is done (a response was stored) or failed (no usable
-# response after its attempts); a transient failure with attempts left waits in retry until
-# next_attempt_at, then is queued again. Skipped URLs are never fetched (robots.txt, a host's
-# page limit, a host that kept failing), and skip_reason says which.
-QUEUED, RETRY = "queued", "retry"
-DONE, FAILED, SKIPPED = "done", "failed", "skipped"
-STATES = (QUEUED, RETRY, DONE, FAILED, SKIPPED)
 
 
 def utcnow() -> datetime:
