@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -215,7 +214,7 @@ def _reclaim_dead_runs(engine: Engine, frontier: Frontier) -> int:
         ).all(),
         read_only=True,
     )
-    dead = [r.id for r in candidates if not process_alive(r.pid, _aware(r.started_at))]
+    dead = [r.id for r in candidates if not process_alive(r.pid, r.started_at)]
     if not dead:
         return 0
     retrying(
@@ -223,8 +222,3 @@ def _reclaim_dead_runs(engine: Engine, frontier: Frontier) -> int:
         lambda conn: conn.execute(update(runs_t).where(runs_t.c.id.in_(dead)).values(state="dead")),
     )
     return frontier.release(dead, refund=False)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ import resource
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from time import perf_counter
 
 import psutil
@@ -119,7 +119,10 @@ def _process_start(pid: int) -> float | None:
 
 def process_alive(pid: int, run_started_at: datetime) -> bool:
     """Whether the process that started a run on this host is still there. A pid that now
-    belongs to a process started after the run began was reused: the run is dead."""
+    belongs to a process started after the run began was reused: the run is dead. A naive
+    `run_started_at` (SQLite hands them back so) is in UTC."""
+    if run_started_at.tzinfo is None:
+        run_started_at = run_started_at.replace(tzinfo=UTC)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

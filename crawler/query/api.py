@@ -17,14 +17,14 @@ from sqlalchemy import Connection, Engine
 from crawler.errors import UsageError
 from crawler.fetch.errors import ErrorKind
 from crawler.query import export as exporting
-from crawler.query.common import frontier_row
+from crawler.query.common import canonical_or_none, frontier_row
 from crawler.query.crawls import crawl_info, list_crawls
 from crawler.query.listings import (
     PageFilter,
     all_links,
     broken_links,
-    links_from,
-    links_to,
+    links_on,
+    links_pointing_at,
     list_hosts,
     list_pages,
 )
@@ -168,14 +168,17 @@ def links(
 
     def question(conn: Connection, row) -> list[LinkInfo]:
         if to is not None:
-            return links_to(conn, row.id, to, limit=limit)
+            known = frontier_row(conn, row.id, to)
+            target = known.url if known else canonical_or_none(to) or to.strip()
+            return links_pointing_at(conn, row.id, target, limit=limit)
         if from_ is not None:
-            if frontier_row(conn, row.id, from_) is None:
+            page = frontier_row(conn, row.id, from_)
+            if page is None:
                 raise UsageError(
                     f"{from_!r} is not a URL of crawl {row.name!r}; `crawler pages {row.name}` "
                     "lists its URLs"
                 )
-            return links_from(conn, row.id, from_, limit=limit)
+            return links_on(conn, row.id, page.id, limit=limit)
         if broken:
             return broken_links(conn, row.id, limit=limit)
         return all_links(conn, row.id, limit=limit)

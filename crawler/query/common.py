@@ -8,30 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from crawler.store.tables import (
-    crawls_t,
-    fetches_t,
-    frontier_t,
-    hosts_t,
-    leases_t,
-    links_t,
-    pages_t,
-    robots_t,
-    runs_t,
-)
+from crawler.store.tables import fetches_t, frontier_t
 from crawler.urls import BadURL, canonicalize, url_key
-
-__all__ = [
-    "crawls_t",
-    "fetches_t",
-    "frontier_t",
-    "hosts_t",
-    "leases_t",
-    "links_t",
-    "pages_t",
-    "robots_t",
-    "runs_t",
-]
 
 
 def last_fetch_id(crawl_id: int, frontier_id: ColumnElement) -> ColumnElement:

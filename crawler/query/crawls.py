@@ -14,21 +14,10 @@ from __future__ import annotations
 import shlex
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from crawler.query.common import (
-    crawls_t,
-    epoch,
-    fetches_t,
-    frontier_t,
-    hosts_t,
-    iso,
-    leases_t,
-    pages_t,
-    runs_t,
-)
+from crawler.query.common import epoch, iso
 from crawler.query.results import (
     CrawlInfo,
     RunInfo,
@@ -37,6 +26,7 @@ from crawler.query.results import (
 from crawler.runs import process_alive, this_host
 from crawler.settings import CrawlSettings
 from crawler.store.models import DONE, FAILED, QUEUED, RETRY, SKIPPED
+from crawler.store.tables import crawls_t, fetches_t, frontier_t, hosts_t, leases_t, pages_t, runs_t
 
 
 def url_counts(conn: Connection, crawl_id: int) -> URLCounts:
@@ -77,22 +67,21 @@ def _live_elsewhere(conn: Connection, crawl_id: int, run_id: int, now: float, wi
     return newest is not None and now - newest < window
 
 
-def runs_of(conn: Connection, crawl_id: int, now: float, window: float = 120.0) -> list[RunInfo]:
+def runs_of(conn: Connection, crawl_row, now: float) -> list[RunInfo]:
     """The crawl's runs, oldest first; a running one whose process is gone (on this machine)
-    or that has shown no sign of life for `window` seconds (elsewhere) is dead."""
+    or that has shown no sign of life for a lease's time (elsewhere) is dead."""
+    crawl_id = crawl_row.id
+    window = CrawlSettings.from_json(crawl_row.settings).lease_seconds
     r = runs_t.c
     rows = conn.execute(select(runs_t).where(r.crawl_id == crawl_id).order_by(r.id)).all()
     host = this_host()
     runs = []
 
-    def aware(moment: datetime) -> datetime:
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
     for row in rows:
         state = row.state
         if state == "running":
             if row.hostname == host:
-                alive = process_alive(row.pid, aware(row.started_at))
+                alive = process_alive(row.pid, row.started_at)
             else:
                 alive = _live_elsewhere(conn, crawl_id, row.id, now, window)
             state = "running" if alive else "dead"
@@ -167,14 +156,14 @@ def crawl_info(
     db: str | None = None,
     now: float | None = None,
     urls: URLCounts | None = None,
+    runs: list[RunInfo] | None = None,
 ) -> CrawlInfo:
     """One crawl as `crawler crawls` lists it; `db`: the --db to name in the next step;
-    `urls`: its URL counts, when the caller has them already."""
+    `urls` and `runs`: its URL counts and its runs, when the caller has them already."""
     now = time.time() if now is None else now
     crawl_id = crawl_row.id
     urls = url_counts(conn, crawl_id) if urls is None else urls
-    window = CrawlSettings.from_json(crawl_row.settings).lease_seconds
-    runs = runs_of(conn, crawl_id, now, window)
+    runs = runs_of(conn, crawl_row, now) if runs is None else runs
     lapsed = conn.execute(
         select(func.count()).where(leases_t.c.crawl_id == crawl_id, leases_t.c.expires_at < now)
     ).scalar_one()

@@ -14,17 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql import Select
 
-from crawler.query.common import (
-    fetches_t,
-    frontier_t,
-    iso,
-    last_fetch_id,
-    links_t,
-    ms,
-    pages_t,
-    runs_t,
-)
+from crawler.query.common import iso, last_fetch_id, ms
 from crawler.query.options import FORMATS, TABLES  # noqa: F401 (the API checks them)
+from crawler.store.tables import fetches_t, frontier_t, links_t, pages_t, runs_t
 
 URL_FIELDS = (
     "url",

@@ -11,24 +11,12 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, func, literal_column, select
 from sqlalchemy.sql import Select
 
-from crawler.query.common import (
-    canonical_or_none,
-    fetches_t,
-    frontier_row,
-    frontier_t,
-    hosts_t,
-    is_last_attempt,
-    iso,
-    last_fetch_id,
-    links_t,
-    ms,
-    pages_t,
-    robots_t,
-)
+from crawler.query.common import is_last_attempt, iso, last_fetch_id, ms
 from crawler.query.crawls import counts_by_host_and_depth
 from crawler.query.options import DEFAULT_LIMIT
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
 from crawler.store.models import STATES
+from crawler.store.tables import fetches_t, frontier_t, hosts_t, links_t, pages_t, robots_t
 from crawler.urls import url_key
 
 TARGETS_AT_ONCE = 500
@@ -275,24 +263,19 @@ def _links_query() -> Select:
     ).join(pages_t, pages_t.c.id == lk.page_id)
 
 
-def links_from(conn: Connection, crawl_id: int, url: str, *, limit: int = DEFAULT_LIMIT):
-    """The links on one page, in document order (none when it is not a stored page)."""
-    row = frontier_row(conn, crawl_id, url)
-    if row is None:
-        return []
+def links_on(conn: Connection, crawl_id: int, frontier_id: int, *, limit: int = DEFAULT_LIMIT):
+    """The links on one URL's page, in document order (none when it is not a stored page)."""
     query = (
         _links_query()
-        .where(pages_t.c.frontier_id == row.id)
+        .where(pages_t.c.frontier_id == frontier_id)
         .order_by(links_t.c.position)
         .limit(limit)
     )
     return _link_infos(conn, crawl_id, conn.execute(query).all())
 
 
-def links_to(conn: Connection, crawl_id: int, url: str, *, limit: int = DEFAULT_LIMIT):
-    """The links that point at `url` (as resolved and made canonical), from this crawl's pages."""
-    row = frontier_row(conn, crawl_id, url)
-    target = row.url if row is not None else canonical_or_none(url) or url.strip()
+def links_pointing_at(conn: Connection, crawl_id: int, target: str, *, limit: int = DEFAULT_LIMIT):
+    """The links of this crawl's pages whose resolved, canonical target is `target`."""
     query = (
         _links_query()
         .where(links_t.c.url == target, pages_t.c.crawl_id == crawl_id)

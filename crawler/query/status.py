@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import Connection, func, select
 
-from crawler.query.common import fetches_t, frontier_t, iso, leases_t
+from crawler.query.common import iso
 from crawler.query.crawls import STATE_NAMES, counts_by_host_and_depth, crawl_info, runs_of
 from crawler.query.listings import error_counts
 from crawler.query.results import (
@@ -18,8 +18,8 @@ from crawler.query.results import (
     SkipCount,
     URLCounts,
 )
-from crawler.settings import CrawlSettings
 from crawler.store.models import SKIPPED
+from crawler.store.tables import fetches_t, frontier_t, leases_t
 
 RATE_BUCKETS = 12
 
@@ -152,14 +152,13 @@ def crawl_status(
     now = time.time()
     by_host, by_depth = counts_by_host_and_depth(conn, crawl_row.id)
     totals = {name: sum(group[name] for group in by_host.values()) for name in STATE_NAMES}
-    info = crawl_info(conn, crawl_row, db=db, now=now, urls=URLCounts(**totals))
+    runs = runs_of(conn, crawl_row, now)
+    info = crawl_info(conn, crawl_row, db=db, now=now, urls=URLCounts(**totals), runs=runs)
     lease = _oldest_lease(conn, crawl_row.id, now)
     return CrawlStatus(
         crawl=info,
         verdict=_verdict(info, lease),
-        runs=runs_of(
-            conn, crawl_row.id, now, CrawlSettings.from_json(crawl_row.settings).lease_seconds
-        ),
+        runs=runs,
         by_host=_groups(by_host, limit, largest_first=True),
         by_depth=_groups(by_depth, limit, largest_first=False),
         oldest_lease=lease,

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
-from crawler.query.common import (
-    fetches_t,
-    frontier_row,
-    frontier_t,
-    iso,
-    last_fetch_id,
-    ms,
-    pages_t,
-)
-from crawler.query.listings import count_links_to, links_from, links_to
+from crawler.query.common import frontier_row, iso, last_fetch_id, ms
+from crawler.query.listings import count_links_to, links_on, links_pointing_at
 from crawler.query.results import AttemptInfo, URLStory
+from crawler.store.tables import fetches_t, frontier_t, pages_t
 
 MAX_HOPS = 30  # more than any redirect limit the crawler allows
 
@@ -109,7 +102,7 @@ def url_story(conn: Connection, crawl_id: int, url: str, *, limit: int = 50) -> 
         redirects_to=_redirects_to(conn, crawl_id, row),
         title=page.title if page else None,
         canonical=page.canonical if page else None,
-        links_out=links_from(conn, crawl_id, row.url, limit=limit),
-        links_in=links_to(conn, crawl_id, row.url, limit=limit),
+        links_out=links_on(conn, crawl_id, row.id, limit=limit),
+        links_in=links_pointing_at(conn, crawl_id, row.url, limit=limit),
         links_in_total=count_links_to(conn, crawl_id, row.url),
     )
