@@ -145,11 +145,14 @@ def crawl(
     db: str | None = None,
     name: str | None = None,
     on_progress: ProgressCallback | None = None,
+    pool_returns: str = "pages",
     **settings: Any,
 ) -> CrawlSummary:
     """Crawl from `seeds` to completion (or to a limit) and return what the run did.
     `settings` are CrawlSettings fields (max_pages, max_depth, allow_hosts, timeout, ...)."""
-    run = RunSettings.checked(backend=backend, concurrency=concurrency)
+    run = RunSettings.checked(
+        backend=backend, concurrency=concurrency, pool_returns=pool_returns
+    )
     checked = CrawlSettings.checked(**settings)
     if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
         raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -192,6 +195,7 @@ def resume(
     concurrency: int | None = None,
     db: str | None = None,
     on_progress: ProgressCallback | None = None,
+    pool_returns: str | None = None,
     **budgets: Any,
 ) -> CrawlSummary:
     """Continue a crawl that was interrupted (or join one that is running), with the frontend
@@ -202,7 +206,7 @@ def resume(
     try:
         row = _load_crawl(engine, crawl)
         last = retrying(engine, lambda conn: last_run(conn, row.id), read_only=True)
-        run = _resumed_run(last, backend, concurrency)
+        run = _resumed_run(last, backend, concurrency, pool_returns)
         settings = CrawlSettings.from_json(row.settings)
         if budgets:
             settings = settings.with_budgets(**budgets)
@@ -215,13 +219,17 @@ def resume(
         engine.dispose()
 
 
-def _resumed_run(last, backend: str | None, concurrency: int | None) -> RunSettings:
+def _resumed_run(
+    last, backend: str | None, concurrency: int | None, pool_returns: str | None
+) -> RunSettings:
     """The frontend and concurrency the crawl last ran with, for what is not given; a new
     frontend does not inherit the old one's concurrency (4 processes are not 4 tasks)."""
     if last is not None and backend in (None, last.frontend):
         backend = last.frontend
         concurrency = concurrency if concurrency is not None else last.concurrency
-    return RunSettings.checked(backend=backend, concurrency=concurrency)
+    return RunSettings.checked(
+        backend=backend, concurrency=concurrency, pool_returns=pool_returns
+    )
 
 
 def _resume_crawl(conn, row, settings: CrawlSettings, budgets: dict[str, Any]) -> bool:

@@ -486,7 +486,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _given_run(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("backend", "concurrency")
+    names = ("backend", "concurrency", "pool_returns")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 

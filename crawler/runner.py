@@ -21,7 +21,7 @@ from crawler.log_text import changed_settings
 from crawler.model import CrawlSummary, RunSummary
 from crawler.policy.rules import CrawlRules
 from crawler.robots_cache import RobotsKeeper
-from crawler.runs import RunMeter, process_alive, this_host
+from crawler.runs import RunMeter, machine, process_alive, this_host
 from crawler.settings import CrawlSettings, RunSettings
 from crawler.store.failures import retrying
 from crawler.store.models import Crawl, Run, utcnow
@@ -44,7 +44,7 @@ def run_crawl(
     then = f"continue the crawl with `crawler resume {crawl_row.name}`"
     settings = CrawlSettings.from_json(crawl_row.settings)
     rules = CrawlRules.for_crawl(crawl_row.seeds, settings)
-    frontend = frontends.load(run.backend)
+    frontend = frontends.load(run.backend, pool_returns=run.pool_returns)
     run_id = retrying(engine, lambda conn: _start_run(conn, crawl_id, run), then=then)
     log.info(
         "crawl %r (id %d): run %d started, %s backend, concurrency %d; settings changed: %s",
@@ -117,6 +117,8 @@ def run_crawl(
                 "user_cpu_s": cost.user_cpu_s,
                 "system_cpu_s": cost.system_cpu_s,
                 "peak_rss_kb": cost.peak_rss_kb,
+                "peak_pss_kb": cost.peak_pss_kb,
+                "peak_vms_kb": cost.peak_vms_kb,
                 "ctx_voluntary": cost.ctx_voluntary,
                 "ctx_involuntary": cost.ctx_involuntary,
                 "store_s": frontier.store_s,
@@ -178,6 +180,8 @@ def _start_run(conn, crawl_id: int, run: RunSettings) -> int:
             "crawl_id": crawl_id,
             "frontend": run.backend,
             "concurrency": run.concurrency,
+            "pool_returns": run.pool_returns if run.backend == "processes" else None,
+            "machine": machine(),
             "hostname": this_host(),
             "pid": os.getpid(),
             "state": "running",

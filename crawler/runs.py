@@ -1,17 +1,23 @@
-"""What a run costs (wall, CPU, memory, context switches) and whether a run's process lives.
+"""What a run costs (wall, CPU, memory, context switches), the machine it ran on, and
+whether a run's process lives.
 
 Costs come from getrusage, children included, so the processes frontend is charged for its
-pool. Liveness is only decided for runs on this host: a pid elsewhere proves nothing.
+pool. Memory is sampled three ways, children included: RSS (summed, so pages the children
+share are counted once per child), PSS (each shared page divided among its sharers: what the
+tree really costs) and virtual size (what was reserved, touched or not: a thread's stack).
+Liveness is only decided for runs on this host: a pid elsewhere proves nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import resource
 import socket
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from datetime import UTC, datetime
 from time import perf_counter
 
@@ -24,15 +30,30 @@ class RunCost:
     user_cpu_s: float
     system_cpu_s: float
     peak_rss_kb: int
+    peak_pss_kb: int | None  # None where /proc/PID/smaps_rollup is missing (not Linux)
+    peak_vms_kb: int
     ctx_voluntary: int
     ctx_involuntary: int
+
+
+def pss_kb(pid: int) -> int | None:
+    """The proportional set size of one process, from /proc/PID/smaps_rollup (Linux 4.14+)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class RunMeter:
     """Started when a run starts; `stop()` gives the run's cost. CPU time and context switches
     are deltas of getrusage for this process and its reaped children (a pool is reaped before
     the run ends). Memory is sampled: the peak of this process's RSS plus all its children's
-    at one moment, since getrusage only knows the largest single child."""
+    at one moment, since getrusage only knows the largest single child; PSS and virtual size
+    the same way."""
 
     def __init__(self, sample_every_s: float = 0.2, *, with_children: bool = True) -> None:
         self._wall = perf_counter()
@@ -44,7 +65,8 @@ class RunMeter:
         self._with_children = with_children
         # children already there (a fixture server the demo started) are not this run's
         self._others = {child.pid for child in self._process.children(recursive=True)}
-        self._peak_rss = 0
+        self._peak_rss = self._peak_vms = 0
+        self._peak_pss: int | None = None
         self._stop = threading.Event()
         self._every = sample_every_s
         self._sampler = threading.Thread(
@@ -54,13 +76,25 @@ class RunMeter:
         self._sampler.start()
 
     def _sample(self) -> None:
-        total = self._process.memory_info().rss
-        children = self._process.children(recursive=True) if self._with_children else []
-        for child in children:
-            if child.pid not in self._others:
-                with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
-        self._peak_rss = max(self._peak_rss, total)
+        processes = [self._process]
+        if self._with_children:
+            children = self._process.children(recursive=True)
+            processes += [child for child in children if child.pid not in self._others]
+        rss = vms = pss = 0
+        pss_known = True
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                memory = process.memory_info()
+                rss, vms = rss + memory.rss, vms + memory.vms
+                proportional = pss_kb(process.pid)
+                if proportional is None:
+                    pss_known = process is not self._process  # a child that just ended
+                else:
+                    pss += proportional
+        self._peak_rss = max(self._peak_rss, rss)
+        self._peak_vms = max(self._peak_vms, vms)
+        if pss_known:
+            self._peak_pss = max(self._peak_pss or 0, pss)
 
     def _sample_until_stopped(self) -> None:
         while not self._stop.wait(self._every):
@@ -85,9 +119,33 @@ class RunMeter:
             # sampled, not ru_maxrss: that is the process's lifetime peak, which an earlier run
             # in the same process (the demo, the API) would leak into this one
             peak_rss_kb=self._peak_rss // 1024,
+            peak_pss_kb=self._peak_pss,
+            peak_vms_kb=self._peak_vms // 1024,
             ctx_voluntary=int(delta("ru_nvcsw")),
             ctx_involuntary=int(delta("ru_nivcsw")),
         )
+
+
+LIBRARIES = ("requests", "aiohttp", "beautifulsoup4", "lxml", "SQLAlchemy", "psycopg")
+
+
+def machine() -> dict[str, object]:
+    """What a run ran on, stored with it: a figure means little without the machine."""
+    versions = {}
+    for library in LIBRARIES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[library] = metadata.version(library)
+    return {
+        "hostname": this_host(),
+        "cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "memory_mib": psutil.virtual_memory().total // 2**20,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "system": f"{platform.system()} {platform.release()}",
+        "processor": platform.machine(),
+        "libraries": versions,
+    }
 
 
 def raise_open_file_limit(wanted: int | None = None) -> int:

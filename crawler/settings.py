@@ -258,6 +258,17 @@ def _backend(backend: str) -> str:
     return backend
 
 
+POOL_RETURNS = ("pages", "bodies")
+
+
+def _pool_returns(returns: str) -> str:
+    if returns not in POOL_RETURNS:
+        raise UsageError(
+            f"unknown --pool-returns {returns!r}; choose one of: {', '.join(POOL_RETURNS)}"
+        )
+    return returns
+
+
 def _passes(option: Option, value: Any) -> bool:
     try:
         return bool(option.check(value))
@@ -308,10 +319,24 @@ class RunSettings:
         group="run",
         **_between(1, 10**6),  # each backend has its own bound, checked below
     )
+    pool_returns: str = setting(
+        "pages",
+        "processes only: what a pool child sends back, its parsed pages or the whole bodies "
+        "for the parent to parse (to measure what moving data between processes costs)",
+        parse=str,
+        normalize=_pool_returns,
+        metavar="|".join(POOL_RETURNS),
+        group="run",
+    )
 
     @classmethod
     def checked(cls, **values: Any) -> RunSettings:
         run = _checked(cls, "run setting", values)
+        if run.pool_returns != "pages" and run.backend != "processes":
+            raise UsageError(
+                "--pool-returns is for the processes backend: threads and asyncio tasks share "
+                "one process, so nothing is moved"
+            )
         most = max_concurrency(run.backend)
         if run.concurrency > most:
             raise UsageError(

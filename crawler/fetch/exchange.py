@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from time import perf_counter
 
 from crawler.fetch.body import BodyDecodeError, BodyTooLarge
@@ -39,9 +40,13 @@ def _percent_encode_non_ascii(raw: bytes) -> str:
 
 
 class Exchange:
-    def __init__(self, task: FetchTask, worker: str) -> None:
+    def __init__(self, task: FetchTask, worker: str, *, keep_body: bool = False) -> None:
         self.task = task
         self.worker = worker
+        # keep_body: leave the page unparsed and keep its body and headers, for a pool child
+        # that sends whole bodies to its parent (--pool-returns bodies)
+        self.keep_body = keep_body
+        self.kept: tuple[bytes, dict[str, str]] | None = None
         self.started_at = time.time()
         self.started = perf_counter()
         self.status: int | None = None
@@ -109,6 +114,9 @@ class Exchange:
         """Parse a 200 HTML page (not under the exchange's deadline: it is our own work). A
         parse that raises, even for want of memory, makes this page an error row, not the
         end of the crawl."""
+        if self.keep_body:
+            self.kept = (body, dict(headers))
+            return
         if self.status == 200 and self.error_kind is None:
             parse_started = self._end or perf_counter()  # any gap since the download: parse's
             try:
@@ -168,3 +176,21 @@ class Exchange:
                 total=(self._end or perf_counter()) - self.started,
             ),
         )
+
+
+def parse_shipped(result: FetchResult, kept: tuple[bytes, dict[str, str]] | None) -> FetchResult:
+    """A result whose page a pool child left unparsed (it sent the body instead), parsed here
+    as Exchange.parse_body would have: same page, same error on a parse that raises, and the
+    parse's time added to the total."""
+    if kept is None or result.status != 200 or result.error_kind is not None:
+        return result
+    body, headers = kept
+    started = perf_counter()
+    page, kind, message = None, None, None
+    try:
+        page = parse_page(result.task.url, body, headers)
+    except Exception as exc:
+        kind, message = ErrorKind.PARSE.value, parse_failed(exc)[:1000]
+    took = perf_counter() - started
+    timings = replace(result.timings, parse=took, total=result.timings.total + took)
+    return replace(result, page=page, error_kind=kind, error_message=message, timings=timings)

@@ -356,7 +356,22 @@ def failure(
 
 def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> FetchResult:
     """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
-    exchange = Exchange(task, threading.current_thread().name)
+    return _exchange(session, task, policy, keep_body=False).result()
+
+
+def fetch_keeping_body(
+    session: requests.Session, task: FetchTask, policy: FetchPolicy
+) -> tuple[FetchResult, tuple[bytes, dict[str, str]] | None]:
+    """fetch(), the page left unparsed: the result and the body with its headers (None when
+    no body was read), for exchange.parse_shipped to parse elsewhere."""
+    exchange = _exchange(session, task, policy, keep_body=True)
+    return exchange.result(), exchange.kept
+
+
+def _exchange(
+    session: requests.Session, task: FetchTask, policy: FetchPolicy, *, keep_body: bool
+) -> Exchange:
+    exchange = Exchange(task, threading.current_thread().name, keep_body=keep_body)
     deadline = exchange.started + policy.deadline
     with watched(policy) as ticket:
         try:
@@ -385,4 +400,4 @@ def fetch(session: requests.Session, task: FetchTask, policy: FetchPolicy) -> Fe
             answered = exchange.status is not None
             exchange.fail(*failure(exc, ticket, policy, task.url, answered))
             exchange.connected(_current.connect_s)
-    return exchange.result()
+    return exchange

@@ -24,9 +24,13 @@ class BackendUnavailable(LookupError):
     pass
 
 
-def load(backend: str) -> Frontend:
+def load(backend: str, *, pool_returns: str = "pages") -> Frontend:
+    """A new frontend; `pool_returns` is the processes frontend's (pages or bodies)."""
     if backend not in _MODULES:
         raise BackendUnavailable(
             f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}"
         )
-    return importlib.import_module(_MODULES[backend]).Frontend()
+    frontend_class = importlib.import_module(_MODULES[backend]).Frontend
+    if backend == "processes":
+        return frontend_class(pool_returns)
+    return frontend_class()

@@ -16,7 +16,8 @@ import pickle
 import signal
 import threading
 
-from crawler.fetch.sync import fetch, make_session
+from crawler.fetch.exchange import parse_shipped
+from crawler.fetch.sync import fetch, fetch_keeping_body, make_session
 from crawler.model import FetchPolicy, FetchResult, FetchTask
 
 START_TIMEOUT_S = 300
@@ -41,8 +42,15 @@ def _work(task: FetchTask) -> tuple[FetchResult, int]:
     return result, len(pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
 
 
+def _work_shipping_body(task: FetchTask) -> tuple[tuple, int]:
+    """Fetch in the child, parse nothing: the result and the whole body go back."""
+    shipped = fetch_keeping_body(_child["session"], task, _child["policy"])
+    return shipped, len(pickle.dumps(shipped, pickle.HIGHEST_PROTOCOL))
+
+
 class Frontend:
-    def __init__(self) -> None:
+    def __init__(self, pool_returns: str = "pages") -> None:
+        self.work = _work if pool_returns == "pages" else _work_shipping_body
         self.sent_bytes = 0  # counted by the coordinator's thread
         self.received_bytes = 0  # counted by the pool's result thread
 
@@ -65,15 +73,17 @@ class Frontend:
         for task in tasks:
             self.sent_bytes += len(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
             self.pool.apply_async(
-                _work,
+                self.work,
                 (task,),
                 callback=lambda answer, task=task: self.answer(task, answer),
                 error_callback=lambda exc, task=task: self.deliver(task, exc),
             )
 
-    def answer(self, task: FetchTask, answer: tuple[FetchResult, int]) -> None:
+    def answer(self, task: FetchTask, answer: tuple) -> None:
         result, size = answer
         self.received_bytes += size
+        if isinstance(result, tuple):  # a body to parse here
+            result = parse_shipped(*result)
         self.deliver(task, result)
 
     def stop(self) -> None:

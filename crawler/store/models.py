@@ -233,6 +233,12 @@ class Run(Base):
     concurrency: Mapped[int] = mapped_column(Integer)
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    pool_returns: Mapped[str | None] = mapped_column(
+        String(10), doc="processes: what a child sent back, pages or bodies"
+    )
+    machine: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="CPUs, memory, Python and library versions of the machine it ran on"
+    )
     state: Mapped[str] = mapped_column(
         String(20), default="running", doc="running|finished|interrupted|failed|dead"
     )
@@ -243,7 +249,15 @@ class Run(Base):
     store_s: Mapped[float | None] = mapped_column(Float, doc="time spent writing batches")
     user_cpu_s: Mapped[float | None] = mapped_column(Float, doc="children included")
     system_cpu_s: Mapped[float | None] = mapped_column(Float, doc="children included")
-    peak_rss_kb: Mapped[int | None] = mapped_column(Integer, doc="children included")
+    peak_rss_kb: Mapped[int | None] = mapped_column(
+        Integer, doc="children included, summed: shared pages once per child"
+    )
+    peak_pss_kb: Mapped[int | None] = mapped_column(
+        BigInteger, doc="proportional set size, children included: shared pages divided"
+    )
+    peak_vms_kb: Mapped[int | None] = mapped_column(
+        BigInteger, doc="virtual memory reserved, children included (thread stacks count whole)"
+    )
     ctx_voluntary: Mapped[int | None] = mapped_column(BigInteger)
     ctx_involuntary: Mapped[int | None] = mapped_column(BigInteger)
     workers: Mapped[int | None] = mapped_column(Integer, doc="threads, processes or tasks")
