@@ -150,9 +150,7 @@ def crawl(
 ) -> CrawlSummary:
     """Crawl from `seeds` to completion (or to a limit) and return what the run did.
     `settings` are CrawlSettings fields (max_pages, max_depth, allow_hosts, timeout, ...)."""
-    run = RunSettings.checked(
-        backend=backend, concurrency=concurrency, pool_returns=pool_returns
-    )
+    run = RunSettings.checked(backend=backend, concurrency=concurrency, pool_returns=pool_returns)
     checked = CrawlSettings.checked(**settings)
     if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
         raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -227,9 +225,7 @@ def _resumed_run(
     if last is not None and backend in (None, last.frontend):
         backend = last.frontend
         concurrency = concurrency if concurrency is not None else last.concurrency
-    return RunSettings.checked(
-        backend=backend, concurrency=concurrency, pool_returns=pool_returns
-    )
+    return RunSettings.checked(backend=backend, concurrency=concurrency, pool_returns=pool_returns)
 
 
 def _resume_crawl(conn, row, settings: CrawlSettings, budgets: dict[str, Any]) -> bool:

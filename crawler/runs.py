@@ -17,8 +17,8 @@ import resource
 import socket
 import threading
 from dataclasses import dataclass
-from importlib import metadata
 from datetime import UTC, datetime
+from importlib import metadata
 from time import perf_counter
 
 import psutil
