@@ -3,6 +3,7 @@ them."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
@@ -64,3 +65,9 @@ def frontier_row(conn: Connection, crawl_id: int, url: str):
     return conn.execute(
         select(frontier_t).where(f.crawl_id == crawl_id, f.url_key == url_key(canonical))
     ).first()
+
+
+def nearest_rank(count: int, fraction: float) -> int:
+    """The 0-based position of the `fraction` percentile among `count` sorted values, by
+    nearest rank (ceil, so the median of 2 is the smaller, unlike round's half to even)."""
+    return max(0, min(count - 1, math.ceil(fraction * count) - 1))

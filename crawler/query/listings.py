@@ -4,14 +4,13 @@ answers as fast on a crawl of a million URLs as on a small one."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, func, literal_column, select
 from sqlalchemy.sql import Select
 
-from crawler.query.common import is_last_attempt, iso, last_fetch_id, ms
+from crawler.query.common import is_last_attempt, iso, last_fetch_id, ms, nearest_rank
 from crawler.query.crawls import counts_by_host_and_depth
 from crawler.query.options import DEFAULT_LIMIT
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
@@ -334,12 +333,11 @@ def _percentile(conn: Connection, crawl_id: int, host: str, count: int, fraction
     if not count:
         return None
     fe = fetches_t.c
-    rank = max(0, min(count - 1, math.ceil(fraction * count) - 1))
     return conn.execute(
         select(fe.total_s)
         .where(fe.crawl_id == crawl_id, fe.host == host)
         .order_by(fe.total_s)
-        .offset(rank)
+        .offset(nearest_rank(count, fraction))
         .limit(1)
     ).scalar()
 

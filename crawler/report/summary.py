@@ -1,0 +1,87 @@
+"""Runs of the same frontend, concurrency and variant, summed up: the median and the range
+over repeats of every figure, so that one noisy run cannot make a claim."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from crawler.report.figures import RunFigures
+
+# (figure, column heading) in the order tables show them
+METRICS: tuple[tuple[str, str], ...] = (
+    ("pages", "pages"),
+    ("pages_per_s", "pages/s"),
+    ("cpu_ms_per_page", "CPU ms/page"),
+    ("cores_used", "cores used"),
+    ("peak_rss_mib", "peak RSS MiB"),
+    ("peak_pss_mib", "peak PSS MiB"),
+    ("peak_vms_mib", "virtual MiB"),
+    ("startup_s", "start-up s"),
+    ("crawl_s", "crawl s"),
+    ("ctx_switches", "context switches"),
+    ("ctx_per_page", "switches/page"),
+    ("ipc_bytes_per_page", "IPC bytes/page"),
+    ("fetch_p50_ms", "fetch p50 ms"),
+    ("fetch_p95_ms", "fetch p95 ms"),
+    ("fetch_p99_ms", "fetch p99 ms"),
+    ("errors", "errors"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    median: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The runs of one combination (frontend, concurrency, variant) on one site."""
+
+    backend: str
+    concurrency: int
+    variant: str
+    runs: int
+    crawls: tuple[str, ...]
+    figures: dict[str, Spread]
+
+    @property
+    def label(self) -> str:
+        variant = f" ({self.variant})" if self.variant and self.variant != "pages" else ""
+        return f"{self.backend}{variant}"
+
+    def median(self, metric: str) -> float:
+        """The median of `metric`, 0 when no run measured it."""
+        return self.figures[metric].median or 0.0
+
+
+def spread(values: list[float | None]) -> Spread:
+    known = [value for value in values if value is not None]
+    if not known:
+        return Spread(None, None, None)
+    return Spread(round(statistics.median(known), 3), min(known), max(known))
+
+
+def group_runs(figures: list[RunFigures]) -> list[Group]:
+    """One group per (frontend, concurrency, variant), in the order backends were first seen
+    and by concurrency."""
+    keyed: dict[tuple[str, int, str], list[RunFigures]] = {}
+    for run in figures:
+        keyed.setdefault((run.backend, run.concurrency, run.variant), []).append(run)
+    first_seen = {backend: i for i, (backend, _, _) in reversed(list(enumerate(keyed)))}
+    groups = [
+        Group(
+            backend=backend,
+            concurrency=concurrency,
+            variant=variant,
+            runs=len(runs),
+            crawls=tuple(run.crawl for run in runs),
+            figures={
+                metric: spread([getattr(run, metric) for run in runs]) for metric, _ in METRICS
+            },
+        )
+        for (backend, concurrency, variant), runs in keyed.items()
+    ]
+    return sorted(groups, key=lambda g: (first_seen[g.backend], g.variant, g.concurrency))
