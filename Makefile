@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO_DIR  := .demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench experiments clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench: $(STAMP)
 	$(BIN)/python -m crawler.bench_frontier
 	$(BIN)/python -m crawler.bench
 	$(BIN)/python -m crawler.bench_query
+
+# The claims about threads, processes and asyncio, at full size (about 20 minutes on 2 cores).
+experiments: $(STAMP)
+	mkdir -p bench-out
+	$(BIN)/crawler compare --experiment all --db sqlite:///bench-out/experiments.db \
+		--report bench-out/experiments.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,8 +30,12 @@ _API = {
     "show": "crawler.query.api",
     "export": "crawler.query.api",
     "sql": "crawler.query.sql",
+    "compare": "crawler.report.api",
+    "experiment": "crawler.report.api",
+    "experiments": "crawler.report.api",
+    "make_report": "crawler.report.api",
 }
-__all__ = [  # noqa: RUF022 (the crawl, then the questions)
+__all__ = [  # noqa: RUF022 (the crawl, the questions, the comparisons)
     "CrawlSettings",
     "CrawlSummary",
     "CrawlerError",
@@ -50,6 +54,10 @@ __all__ = [  # noqa: RUF022 (the crawl, then the questions)
     "show",
     "export",
     "sql",
+    "compare",
+    "experiment",
+    "experiments",
+    "make_report",
 ]
 
 if TYPE_CHECKING:
@@ -66,6 +74,7 @@ if TYPE_CHECKING:
     from crawler.model import CrawlSummary
     from crawler.query.api import crawls, error_counts, export, hosts, links, pages, show, status
     from crawler.query.sql import sql
+    from crawler.report.api import compare, experiment, experiments, make_report
 
 
 def __getattr__(name: str):

@@ -28,6 +28,7 @@ from rich.text import Text
 
 import crawler
 from crawler import views
+from crawler.frontends import BACKENDS
 from crawler.model import CrawlSummary
 from crawler.query.options import (
     BROWSE_PORT,
@@ -354,6 +355,62 @@ def build_parser() -> argparse.ArgumentParser:
     browse.add_argument("--host", default="127.0.0.1", help="address to serve on")
     _add_db(browse)
 
+    compare = commands.add_parser(
+        "compare",
+        help="crawl one site with each frontend and concurrency, and compare them",
+        description="Crawl the same site once per frontend, concurrency and repeat (each run "
+        "its own crawl, in a fresh interpreter, in an interleaved order), then compare: "
+        "pages/s, CPU per page, memory (RSS, PSS, virtual), start-up, context switches, fetch "
+        "times, errors; medians and ranges over repeats. --experiment runs a named experiment "
+        "on its own fixture site and judges the claim it tests. Crawls are named LABEL/..., "
+        "so `crawler report 'LABEL/*'` reports them again.",
+    )
+    compare.add_argument("seeds", nargs="*", metavar="SEED", help="http(s) URL to start from")
+    compare.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        metavar="LIST",
+        help=f"frontends to compare, comma-separated (default: {','.join(BACKENDS)})",
+    )
+    compare.add_argument(
+        "--concurrency",
+        default="16,64,256",
+        metavar="LIST",
+        help="concurrency levels, comma-separated (default: 16,64,256)",
+    )
+    compare.add_argument(
+        "--repeat", type=int, metavar="R", help="runs of each combination (default: 1)"
+    )
+    compare.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="run a named experiment (--list-experiments), or all of them",
+    )
+    compare.add_argument(
+        "--quick", action="store_true", help="the experiment at a size that takes seconds"
+    )
+    compare.add_argument(
+        "--list-experiments", action="store_true", help="name the experiments and their claims"
+    )
+    compare.add_argument("--report", metavar="FILE", help="also write the HTML report to FILE")
+    compare.add_argument("--json", action="store_true", help="the comparison as one JSON object")
+    _add_settings(compare, CrawlSettings)
+    _add_db(compare)
+
+    report = commands.add_parser(
+        "report",
+        help="compare stored runs: tables, verdicts, an HTML report",
+        description="The comparison of stored runs (any crawls: names, #N, or patterns such "
+        "as 'compare-*' or 'memory-20261201-170000/*'): a table per comparison, the verdicts "
+        "of experiments, and with --html one self-contained page with charts. Read-only.",
+    )
+    report.add_argument(
+        "crawls", nargs="+", metavar="CRAWL", help="crawl name, #N, or a shell pattern"
+    )
+    report.add_argument("--html", metavar="FILE", help="write the HTML report to FILE")
+    report.add_argument("--json", action="store_true", help="the report as one JSON object")
+    _add_db(report)
+
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     _add_db(db_commands.add_parser("upgrade", help="bring the schema to the newest version"))
@@ -385,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         export,
         sql,
         browse,
+        compare,
+        report,
         db,
         fixtures,
     ):
@@ -524,6 +583,10 @@ def _run(args: argparse.Namespace) -> int:
         return serve(
             args.db, port=args.port, host=args.host, on_ready=lambda line: print(line, flush=True)
         )
+    elif args.command == "compare":
+        return _compare(args)
+    elif args.command == "report":
+        _report(args)
     elif args.command == "db":
         print(f"database {crawler.upgrade_db(args.db)} is at the newest schema")
     elif args.command == "fixtures":
@@ -660,6 +723,136 @@ def _print_sql(args: argparse.Namespace) -> None:
                     err.print(f"first {shown} rows shown; --limit N shows more, --csv all")
     finally:
         engine.dispose()
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise crawler.UsageError(
+            f"--concurrency takes whole numbers of 1 or more, comma-separated, not {text!r}"
+        )
+    return list(dict.fromkeys(levels))
+
+
+class CompareLine:
+    """Which run of a comparison is going, how far it is, and the time left: a live line on
+    a terminal, one line per run elsewhere (a log keeps those)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.live = Live(Text(""), console=err, transient=True) if err.is_terminal else None
+        self.enabled = enabled
+        self.run = 0
+
+    def __enter__(self) -> CompareLine:
+        if self.live and self.enabled:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live and self.enabled:
+            self.live.__exit__(*exc)
+
+    def __call__(self, progress) -> None:
+        if not self.enabled:
+            return
+        left = "" if progress.left_s is None else f", about {_duration(progress.left_s)} left"
+        pages = f"{progress.pages:,}" + (f"/{progress.expected:,}" if progress.expected else "")
+        line = (
+            f"run {progress.run}/{progress.runs} {progress.name}: {pages} pages, "
+            f"{_duration(progress.elapsed_s)} in{left}"
+        )
+        if self.live:
+            self.live.update(Text(line))
+        elif progress.run != self.run:
+            err.print(line, highlight=False, soft_wrap=True)
+        self.run = progress.run
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from crawler.report.assembly import as_json
+
+    if args.list_experiments:
+        for experiment in crawler.experiments():
+            claims = ", ".join(str(claim) for claim in experiment.claims)
+            out.print(
+                f"[bold]{experiment.name}[/bold] (claim {claims}): {experiment.title}; "
+                f"measures {experiment.measures}",
+                highlight=False,
+            )
+        out.print("[bold]all[/bold]: each of them in turn, reported together", highlight=False)
+        return 0
+    if args.quick and not args.experiment:
+        raise crawler.UsageError("--quick sizes an experiment: give --experiment NAME too")
+    with CompareLine(not args.json) as show:
+        if args.experiment:
+            if args.seeds:
+                raise crawler.UsageError(
+                    "an experiment serves its own fixture site: give --experiment or seeds"
+                )
+            comparison = crawler.experiment(
+                args.experiment,
+                quick=args.quick,
+                db=args.db,
+                repeat=args.repeat,
+                report=args.report,
+                on_progress=show,
+            )
+        else:
+            comparison = crawler.compare(
+                args.seeds,
+                backends=[b.strip() for b in args.backends.split(",") if b.strip()],
+                concurrency=_levels(args.concurrency),
+                repeat=1 if args.repeat is None else args.repeat,
+                db=args.db,
+                report=args.report,
+                on_progress=show,
+                **_given_settings(args),
+            )
+    if args.json:
+        answer = {
+            "label": comparison.label,
+            "experiment": comparison.experiment,
+            "crawls": comparison.crawls,
+            "failures": comparison.failures,
+            "report_file": args.report,
+            **as_json(comparison.report),
+        }
+        print(json.dumps(answer, ensure_ascii=False))
+    else:
+        out.print(views.comparison_tables(comparison.report))
+        sys.stdout.flush()  # the table before the notes on stderr
+        for failure in comparison.failures:
+            err.print(f"run failed: {failure}", highlight=False)
+        if args.report:
+            err.print(f"report written to {args.report}", highlight=False)
+        elif comparison.crawls:
+            label = comparison.crawls[0].rsplit("/", 1)[0]
+            err.print(
+                f"report these runs with `crawler report '{label}/*' --html report.html`",
+                highlight=False,
+            )
+    return 1 if comparison.failures else 0
+
+
+def _report(args: argparse.Namespace) -> None:
+    from crawler.report.assembly import as_json
+
+    report = crawler.make_report(args.crawls, db=args.db, html=args.html)
+    if args.json:
+        print(json.dumps(as_json(report), ensure_ascii=False))
+        return
+    out.print(views.comparison_tables(report))
+    sys.stdout.flush()  # the table before the note on stderr
+    if args.html:
+        err.print(f"report written to {args.html}", highlight=False)
 
 
 def _before_fixture_args(argv: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""`make demo`: serve the fixture sites, crawl them with every frontend, print them side by side.
+"""`make demo`: serve the fixture sites, crawl them with every frontend, print them side by side,
+and write the HTML report of those crawls.
 
 First the hand-written site (correctness: the three must agree), then a generated site with
 latency, where the three ways of waiting for I/O start to differ.
@@ -44,12 +45,22 @@ def main() -> int:
             table = summary_table(crawl_with_each(site.url, db, name))
             table.title = title
             console.print(table)
+    report = crawler.make_report(
+        ["handwritten-*", "generated-*"], db=db, html=folder / "report.html"
+    )
+    console.print(
+        f"\n[bold]report[/bold] of these crawls (charts, memory as RSS, PSS and virtual size): "
+        f"{(folder / 'report.html').resolve()}  ({len(report.groups)} runs compared)",
+        highlight=False,
+    )
     console.print(
         f"stored in {db}; look inside with\n"
         f"  .venv/bin/crawler crawls --db {db}\n"
         f"  .venv/bin/crawler status handwritten-threads --db {db}\n"
         f"  .venv/bin/crawler links handwritten-threads --broken --db {db}\n"
-        f"  .venv/bin/crawler browse --db {db}"
+        f"  .venv/bin/crawler browse --db {db}\n"
+        "and put the usual claims about threads, processes and asyncio to a test with\n"
+        "  .venv/bin/crawler compare --list-experiments"
     )
     return 0
 

@@ -294,3 +294,83 @@ def story_view(story: URLStory) -> Group:
         shown = f"links in ({len(story.links_in)} of {story.links_in_total} shown)"
         parts.append(table(shown, LINK_COLUMNS, story.links_in))
     return Group(*parts)
+
+
+def comparison_tables(report) -> Group:
+    """A report on a terminal: per section, one row per frontend and concurrency (medians,
+    with the min–max of repeats under the pages/s), then the verdicts."""
+    parts: list[Any] = []
+    for section in report.sections:
+        if section.groups:
+            shown = Table(
+                title=f"{section.title} ({section.label})",
+                box=box.SIMPLE_HEAD,
+                pad_edge=False,
+                collapse_padding=True,
+            )
+            shown.add_column("frontend", no_wrap=True)
+            for heading in COMPARISON_COLUMNS:
+                shown.add_column(heading, justify="right")
+            for group in section.groups:
+                shown.add_row(group.label, *_comparison_row(group))
+            parts.append(shown)
+        for verdict in section.verdicts:
+            parts.append(
+                Text.assemble(
+                    (
+                        f"claim {verdict.claim}{f' ({verdict.part})' if verdict.part else ''}: ",
+                        "bold",
+                    ),
+                    (verdict.outcome, VERDICT_STYLES.get(verdict.outcome, "")),
+                    f" — {verdict.evidence}",
+                )
+            )
+    return Group(*parts)
+
+
+COMPARISON_COLUMNS = (
+    "conc",
+    "runs",
+    "pages",
+    "pages/s",
+    "CPU ms/page",
+    "RSS MiB",
+    "PSS MiB",
+    "virt MiB",
+    "start s",
+    "switches",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "errors",
+)
+VERDICT_STYLES = {"supported": "green", "not supported": "red", "mixed": "yellow"}
+
+
+def _figure(group, metric: str, digits: int = 1, with_range: bool = False) -> str:
+    spread = group.figures[metric]
+    if spread.median is None:
+        return ""
+    text = f"{spread.median:,.{digits}f}"
+    if with_range and group.runs > 1:
+        text += f"\n{spread.low:,.{digits}f}–{spread.high:,.{digits}f}"
+    return text
+
+
+def _comparison_row(group) -> list[str]:
+    return [
+        f"{group.concurrency:,}",
+        str(group.runs),
+        _figure(group, "pages", 0),
+        _figure(group, "pages_per_s", 1, with_range=True),
+        _figure(group, "cpu_ms_per_page", 2, with_range=True),
+        _figure(group, "peak_rss_mib", 0),
+        _figure(group, "peak_pss_mib", 0),
+        _figure(group, "peak_vms_mib", 0),
+        _figure(group, "startup_s", 2),
+        _figure(group, "ctx_switches", 0),
+        _figure(group, "fetch_p50_ms", 1),
+        _figure(group, "fetch_p95_ms", 1),
+        _figure(group, "fetch_p99_ms", 1),
+        _figure(group, "errors", 0),
+    ]

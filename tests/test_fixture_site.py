@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
 
@@ -141,7 +142,7 @@ def test_the_run_records_what_it_cost(fixture_crawl):
         db_url,
         "SELECT frontend, concurrency, workers, wall_s, user_cpu_s, system_cpu_s, peak_rss_kb,"
         " ctx_voluntary, ctx_involuntary, store_s, startup_s, ipc_bytes, pages, fetches, errors,"
-        " state, hostname, pid FROM runs",
+        " state, hostname, pid, peak_pss_kb, peak_vms_kb, machine, pool_returns FROM runs",
     )
     (
         frontend,
@@ -162,8 +163,16 @@ def test_the_run_records_what_it_cost(fixture_crawl):
         state,
         hostname,
         pid,
+        pss,
+        vms,
+        machine,
+        pool_returns,
     ) = row
     assert (frontend, state) == (backend, "finished")
+    # PSS divides each shared page among its sharers; summed RSS counts it once per process
+    assert 0 < pss <= rss < vms
+    assert json.loads(machine)["cpus"] == os.cpu_count()
+    assert pool_returns == ("pages" if backend == "processes" else None)
     assert workers == concurrency == summary["run"]["concurrency"]
     assert wall > 0 and user > 0 and system >= 0 and voluntary > 0 and involuntary >= 0
     assert 0 < store < wall and startup is not None and hostname and pid
@@ -172,6 +181,8 @@ def test_the_run_records_what_it_cost(fixture_crawl):
         # the pool is charged: its start-up, the bytes on its pipes, its children's memory
         assert startup > 0.1 and ipc > 1000
         assert rss > 2 * 50_000  # the parent and at least one child, each tens of MiB
+        # the children share the interpreter's pages with one another: PSS counts them once
+        assert pss < 0.9 * rss
     else:
         assert not ipc
 
@@ -185,10 +196,13 @@ def test_the_three_frontends_store_the_same_site(fixture_site, tmp_path):
                LEFT JOIN links l ON l.page_id = p.id
                ORDER BY f.url, l.position"""
     stored = {}
-    for backend in BACKENDS:
+    for backend in (*BACKENDS, "bodies"):
         db_url = f"sqlite:///{tmp_path / backend}.db"
-        result = cli("crawl", fixture_site, *backend_flags(backend), "--db", db_url)
+        flags = backend_flags(backend)
+        if backend == "bodies":  # a pool that sends whole bodies for the parent to parse
+            flags = [*backend_flags("processes"), "--pool-returns", "bodies"]
+        result = cli("crawl", fixture_site, *flags, "--db", db_url)
         assert result.returncode == 0, result.stderr
         stored[backend] = query(db_url, graph)
     assert len(stored["threads"]) > 100
-    assert stored["threads"] == stored["processes"] == stored["asyncio"]
+    assert stored["threads"] == stored["processes"] == stored["asyncio"] == stored["bodies"]
