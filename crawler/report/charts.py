@@ -114,20 +114,34 @@ def throughput(groups: list[Group], latency_s: float) -> str:
     return _svg(figure)
 
 
-def cores(groups: list[Group]) -> str:
-    figure, panels = plt.subplots(1, 3, figsize=(11, 3.6))
-    _bars(panels[0], groups, "pages_per_s", "pages/s")
-    _bars(panels[1], groups, "cores_used", "cores used (CPU s per wall s)")
-    _bars(panels[2], groups, "cpu_ms_per_page", "CPU ms per page")
+def _bar_panels(groups: list[Group], panels: tuple[tuple[str, str], ...]) -> str:
+    """One bar chart per (metric, title), side by side."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(11, 3.6))
+    for each, (metric, title) in zip(axes, panels, strict=True):
+        _bars(each, groups, metric, title)
     return _svg(figure)
+
+
+def cores(groups: list[Group]) -> str:
+    return _bar_panels(
+        groups,
+        (
+            ("pages_per_s", "pages/s"),
+            ("cores_used", "cores used (CPU s per wall s)"),
+            ("cpu_ms_per_page", "CPU ms per page"),
+        ),
+    )
 
 
 def moving(groups: list[Group]) -> str:
-    figure, panels = plt.subplots(1, 3, figsize=(11, 3.6))
-    _bars(panels[0], groups, "ipc_bytes_per_page", "bytes over the pipe per page")
-    _bars(panels[1], groups, "cpu_ms_per_page", "CPU ms per page")
-    _bars(panels[2], groups, "pages_per_s", "pages/s")
-    return _svg(figure)
+    return _bar_panels(
+        groups,
+        (
+            ("ipc_bytes_per_page", "bytes over the pipe per page"),
+            ("cpu_ms_per_page", "CPU ms per page"),
+            ("pages_per_s", "pages/s"),
+        ),
+    )
 
 
 def reading(counts: list[SourceCount]) -> str:

@@ -62,6 +62,11 @@ def _grid(backends: tuple[str, ...], levels: tuple[int, ...], variant="pages") -
     return tuple(Cell(backend, level, variant) for level in levels for backend in backends)
 
 
+def _heavy_pages(pages: int) -> tuple[str, ...]:
+    """A site with no latency and 64 KiB pages of 20 links: parsing is the work."""
+    return ("--pages", str(pages), "--page-kb", "64", "--links", "20")
+
+
 SLOW_LATENCY_S = 0.5
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
@@ -122,7 +127,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             measures="pages/s and cores used (CPU seconds per wall second) when nothing waits: "
             "no latency, heavy pages, so parsing is the work",
             full=Size(
-                site=("--pages", "600", "--page-kb", "64", "--links", "20"),
+                site=_heavy_pages(600),
                 cells=(
                     Cell("threads", 4),
                     Cell("asyncio", 4),
@@ -132,7 +137,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 repeat=3,
             ),
             quick=Size(
-                site=("--pages", "60", "--page-kb", "32", "--links", "20"),
+                site=_heavy_pages(60),
                 cells=(Cell("threads", 2), Cell("asyncio", 2), Cell("processes", 2)),
                 repeat=1,
             ),
@@ -146,12 +151,12 @@ EXPERIMENTS: dict[str, Experiment] = {
             measures="bytes over the pipe and CPU per page when the pool sends back parsed "
             "pages or whole bodies for the parent to parse",
             full=Size(
-                site=("--pages", "600", "--page-kb", "64", "--links", "20"),
+                site=_heavy_pages(600),
                 cells=(Cell("processes", 2), Cell("processes", 2, "bodies")),
                 repeat=3,
             ),
             quick=Size(
-                site=("--pages", "60", "--page-kb", "64", "--links", "20"),
+                site=_heavy_pages(60),
                 cells=(Cell("processes", 2), Cell("processes", 2, "bodies")),
                 repeat=1,
             ),

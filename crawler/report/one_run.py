@@ -3,7 +3,7 @@
 
     python -m crawler.report.one_run '{"seeds": [...], "backend": "asyncio", ...}'
 
-The spec is crawler.crawl's keywords as JSON; the crawl's summary is the last line out.
+The spec is crawler.api.crawl's keywords as JSON; the crawl's summary is the last line out.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import json
 import sys
 from dataclasses import asdict
 
-import crawler
+from crawler.api import crawl
 from crawler.errors import CrawlerError
 
 
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv or sys.argv[1:])[0])
     try:
-        summary = crawler.crawl(spec.pop("seeds"), **spec)
+        summary = crawl(spec.pop("seeds"), **spec)
     except CrawlerError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
         return 1
