@@ -829,8 +829,8 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         out.print(views.comparison_tables(comparison.report))
         sys.stdout.flush()  # the table before the notes on stderr
-        for failure in comparison.failures:
-            err.print(f"run failed: {failure}", highlight=False)
+        for note in comparison.report.notes:
+            err.print(note, highlight=False, soft_wrap=True)
         if args.report:
             err.print(f"report written to {args.report}", highlight=False)
         elif comparison.crawls:
@@ -850,7 +850,9 @@ def _report(args: argparse.Namespace) -> None:
         print(json.dumps(as_json(report), ensure_ascii=False))
         return
     out.print(views.comparison_tables(report))
-    sys.stdout.flush()  # the table before the note on stderr
+    sys.stdout.flush()  # the table before the notes on stderr
+    for note in report.notes:
+        err.print(f"left out: {note}", highlight=False, soft_wrap=True)
     if args.html:
         err.print(f"report written to {args.html}", highlight=False)
 

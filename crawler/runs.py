@@ -81,16 +81,16 @@ class RunMeter:
             children = self._process.children(recursive=True)
             processes += [child for child in children if child.pid not in self._others]
         rss = vms = pss = 0
-        pss_known = True
+        pss_known = True  # not where this process has none (no smaps_rollup: not Linux)
         for process in processes:
             with contextlib.suppress(psutil.Error):
                 memory = process.memory_info()
                 rss, vms = rss + memory.rss, vms + memory.vms
                 proportional = pss_kb(process.pid)
-                if proportional is None:
-                    pss_known = process is not self._process  # a child that just ended
-                else:
+                if proportional is not None:
                     pss += proportional
+                elif process is self._process:
+                    pss_known = False  # a child's is missing when it has just ended
         self._peak_rss = max(self._peak_rss, rss)
         self._peak_vms = max(self._peak_vms, vms)
         if pss_known:

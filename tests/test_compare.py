@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import sqlite3
 import statistics
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import insert
 
 from crawler.report.experiments import EXPERIMENTS
 from crawler.store.tables import crawls_t, runs_t
-from tests.helpers import cli, query
+from tests.helpers import FixtureServer, cli, query, start_crawler
 
 CHROMIUM = Path("/usr/bin/chromium")
 OUTCOMES = {"supported", "not supported", "mixed"}
@@ -146,10 +151,16 @@ def test_each_experiment_runs_at_quick_size_and_judges_its_claims(name, tmp_path
     answer = json.loads(result.stdout)
     experiment = EXPERIMENTS[name]
     assert answer["experiment"] == name and answer["failures"] == []
-    stored = query(
-        db_url,
-        "SELECT c.name, r.frontend, r.concurrency, coalesce(r.pool_returns, 'pages'), r.state"
-        " FROM runs r JOIN crawls c ON c.id = r.crawl_id",
+    if not experiment.quick.cells:  # counted from the source: nothing crawled or created
+        assert not (tmp_path / "experiments.db").exists()
+    stored = (
+        []
+        if not experiment.quick.cells
+        else query(
+            db_url,
+            "SELECT c.name, r.frontend, r.concurrency, coalesce(r.pool_returns, 'pages'), r.state"
+            " FROM runs r JOIN crawls c ON c.id = r.crawl_id",
+        )
     )
     cells = {(c.backend, c.concurrency, c.variant) for c in experiment.quick.cells}
     assert {(b, c, v) for _, b, c, v, _ in stored} == cells
@@ -227,6 +238,10 @@ def moving_runs(claims_hold: bool) -> list[tuple]:
     ]
 
 
+def kib(mib: float | None) -> int | None:
+    return None if mib is None else int(mib * 1024)
+
+
 def store_runs(db_url: str, label: str, rows: list[tuple]) -> None:
     from crawler.api import open_db
 
@@ -261,9 +276,9 @@ def store_runs(db_url: str, label: str, rows: list[tuple]) -> None:
                     "startup_s": 0.0,
                     "user_cpu_s": cpu,
                     "system_cpu_s": 0.0,
-                    "peak_rss_kb": int(figures.get("pss", 100) * 1.3 * 1024),
-                    "peak_pss_kb": int(figures.get("pss", 100) * 1024),
-                    "peak_vms_kb": int(figures.get("vms", 500) * 1024),
+                    "peak_rss_kb": int((figures.get("pss") or 100) * 1.3 * 1024),
+                    "peak_pss_kb": kib(figures.get("pss", 100)),
+                    "peak_vms_kb": kib(figures.get("vms", 500)),
                     "ctx_voluntary": int(figures.get("ctx", 3) * pages),
                     "ctx_involuntary": 0,
                     "ipc_bytes": int(figures.get("ipc", 0) * pages),
@@ -390,15 +405,97 @@ def test_bad_input_to_compare_is_one_clear_line_and_runs_nothing(arguments, mess
     assert not (tmp_path / "never.db").exists()  # nothing crawled, nothing created
 
 
-def test_report_names_what_it_cannot_find(stored_scenarios, db_url, fixture_site):
+def test_report_names_what_it_cannot_find_and_what_it_leaves_out(
+    stored_scenarios, db_url, fixture_site
+):
     missing = cli("report", "nosuch-*", "--db", stored_scenarios)
     assert missing.returncode == 2 and "no crawl matches 'nosuch-*'" in missing.stderr
-    crawled = cli("crawl", fixture_site, "--name", "cut", "--max-pages", "3", "--db", db_url)
-    assert crawled.returncode == 0, crawled.stderr
-    query(db_url, "UPDATE runs SET state = 'interrupted'")  # as after Ctrl-C
+    for name in ("cut", "whole"):
+        crawled = cli("crawl", fixture_site, "--name", name, "--max-pages", "3", "--db", db_url)
+        assert crawled.returncode == 0, crawled.stderr
+    query(db_url, "UPDATE runs SET state = 'interrupted' WHERE id = 1")  # as after Ctrl-C
     unfinished = cli("report", "cut", "--db", db_url)
     assert unfinished.returncode == 2
     assert "has no finished run to report" in unfinished.stderr
+    # a pattern takes what it can: the whole crawl, and a note on the cut one
+    taken = cli("report", "*", "--json", "--db", db_url)
+    assert taken.returncode == 0, taken.stderr
+    answer = json.loads(taken.stdout)
+    assert [run["crawl"] for run in answer["sections"][0]["runs"]] == ["whole"]
+    assert answer["notes"] == ["cut: no finished run"]
+
+
+def test_interleaving_rotates_so_no_combination_always_goes_first():
+    from crawler.report.compare import interleaved
+    from crawler.report.experiments import Cell
+
+    a, b, c, d = (Cell("threads", n) for n in (1, 2, 3, 4))
+    assert [cell for _, cell in interleaved([a, b], 3)] == [a, b, b, a, a, b]
+    rounds = interleaved([a, b, c, d], 4)
+    assert [number for number, _ in rounds] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
+    firsts = [cell for n, (_, cell) in enumerate(rounds) if n % 4 == 0]
+    lasts = [cell for n, (_, cell) in enumerate(rounds) if n % 4 == 3]
+    assert sorted(firsts, key=str) == sorted(lasts, key=str) == sorted([a, b, c, d], key=str)
+
+
+def test_runs_without_pss_are_not_measured_and_half_the_evidence_is_mixed(tmp_path):
+    """Rows from before schema 0005 have no PSS: claim 1 is then not measured, never judged
+    on zeros; and threads that reserve much but occupy no more than tasks are mixed."""
+    db_url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = [(b, c, v, {"vms": None, "pss": None}) for b, c, v, _ in memory_runs(True)]
+    store_runs(db_url, "memory-20250101-000000", old)
+    half = [
+        (
+            backend,
+            c,
+            v,
+            {"vms": 300 + (8.0 if backend == "threads" else 0.01) * c, "pss": 60 + 0.03 * c},
+        )
+        for backend, c, v, _ in memory_runs(True)
+    ]
+    store_runs(db_url, "memory-20250101-000001", half)
+    for label, outcome in (("000000", "not measured"), ("000001", "mixed")):
+        result = cli("report", f"memory-20250101-{label}/*", "--json", "--db", db_url)
+        assert result.returncode == 0, result.stderr
+        sections = json.loads(result.stdout)["sections"]
+        [verdict] = next(s for s in sections if s["experiment"] == "memory")["verdicts"]
+        assert verdict["outcome"] == outcome, verdict
+
+
+def test_ctrl_c_stops_the_comparison_and_the_run_in_progress(tmp_path):
+    """SIGINT to the comparison alone (not its process group): the run going on is asked to
+    stop as a crawl is, its row says interrupted, and no child is left crawling."""
+    db_url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    with FixtureServer("--pages", "2000", "--latency-ms", "200") as site:
+        compare = start_crawler(
+            "compare",
+            site.url,
+            "--backends",
+            "threads",
+            "--concurrency",
+            "4",
+            "--repeat",
+            "3",
+            "--db",
+            db_url,
+            output=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if query(db_url, "SELECT count(*) FROM pages") != [(0,)]:
+                    break
+            except sqlite3.OperationalError:  # not created, or not migrated yet
+                pass
+            time.sleep(0.2)
+        children = psutil.Process(compare.pid).children(recursive=True)
+        assert children, "the run's own interpreter is not there"
+        compare.send_signal(signal.SIGINT)
+        _, stderr = compare.communicate(timeout=120)
+    assert compare.returncode == 130, stderr
+    assert "comparison stopped" in stderr and "crawler report '" in stderr
+    assert not [child for child in children if child.is_running()]
+    assert query(db_url, "SELECT state FROM runs") == [("interrupted",)]
 
 
 def test_compare_and_report_on_postgresql(fixture_site, pg_url):

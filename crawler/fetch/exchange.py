@@ -114,8 +114,9 @@ class Exchange:
         """Parse a 200 HTML page (not under the exchange's deadline: it is our own work). A
         parse that raises, even for want of memory, makes this page an error row, not the
         end of the crawl."""
-        if self.keep_body:
-            self.kept = (body, dict(headers))
+        if self.keep_body:  # a page to parse elsewhere; header names lower-cased, as HTTP's are
+            if self.status == 200 and self.error_kind is None:
+                self.kept = (body, {name.lower(): value for name, value in headers.items()})
             return
         if self.status == 200 and self.error_kind is None:
             parse_started = self._end or perf_counter()  # any gap since the download: parse's

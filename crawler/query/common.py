@@ -71,3 +71,17 @@ def nearest_rank(count: int, fraction: float) -> int:
     """The 0-based position of the `fraction` percentile among `count` sorted values, by
     nearest rank (ceil, so the median of 2 is the smaller, unlike round's half to even)."""
     return max(0, min(count - 1, math.ceil(fraction * count) - 1))
+
+
+def ranked(conn: Connection, column, conditions: list, count: int, fraction: float):
+    """The value of `column` at `fraction` (nearest rank) among the `count` rows meeting
+    `conditions`, read in order by the database (from an index, where one covers them)."""
+    if not count:
+        return None
+    return conn.execute(
+        select(column)
+        .where(*conditions)
+        .order_by(column)
+        .offset(nearest_rank(count, fraction))
+        .limit(1)
+    ).scalar()

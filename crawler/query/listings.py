@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, func, literal_column, select
 from sqlalchemy.sql import Select
 
-from crawler.query.common import is_last_attempt, iso, last_fetch_id, ms, nearest_rank
+from crawler.query.common import is_last_attempt, iso, last_fetch_id, ms, ranked
 from crawler.query.crawls import counts_by_host_and_depth
 from crawler.query.options import DEFAULT_LIMIT
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
@@ -330,16 +330,8 @@ def broken_links(conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT)
 
 def _percentile(conn: Connection, crawl_id: int, host: str, count: int, fraction: float):
     """A host's fetch time at `fraction` (nearest rank), read in order from its index."""
-    if not count:
-        return None
     fe = fetches_t.c
-    return conn.execute(
-        select(fe.total_s)
-        .where(fe.crawl_id == crawl_id, fe.host == host)
-        .order_by(fe.total_s)
-        .offset(nearest_rank(count, fraction))
-        .limit(1)
-    ).scalar()
+    return ranked(conn, fe.total_s, [fe.crawl_id == crawl_id, fe.host == host], count, fraction)
 
 
 def _breaker(row, now: float) -> str:

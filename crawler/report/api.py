@@ -119,17 +119,12 @@ def make_report(
     crawls: Sequence[str], *, db: str | None = None, html: str | os.PathLike | None = None
 ) -> Report:
     """The report of stored runs: crawl names, `#N`, or patterns such as 'memory-*'."""
-    from crawler.api import open_db_read_only
-
     if not crawls:
         raise UsageError("name the crawls to report: names, #N, or a pattern such as 'compare-*'")
     path = _writable(html)
-    engine = open_db_read_only(db)
-    try:
-        with engine.connect() as conn:
-            assembled = assemble(load_figures(conn, list(crawls)))
-    finally:
-        engine.dispose()
+    skipped: list[str] = []
+    with comparing.reading(db) as conn:
+        assembled = assemble(load_figures(conn, list(crawls), skipped), notes=skipped)
     if path is not None:
         from crawler.report.page import write_report
 

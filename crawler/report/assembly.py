@@ -13,7 +13,7 @@ from crawler.report.experiments import EXPERIMENTS, Experiment, experiment_of
 from crawler.report.figures import RunFigures
 from crawler.report.reading import SourceCount, count_all
 from crawler.report.summary import Group, group_runs
-from crawler.report.verdicts import ARGUED, CLAIMS, Verdict, how_each_reads
+from crawler.report.verdicts import ARGUED, CLAIMS, Verdict
 
 READING = EXPERIMENTS["how-each-reads"]
 
@@ -38,6 +38,7 @@ class Report:
     machines: list[dict[str, Any]]
     sections: list[Section]
     reading: list[SourceCount] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # runs that failed or were left out
     argued: tuple[tuple[str, str], ...] = ARGUED
     claims: dict[int, str] = field(default_factory=lambda: dict(CLAIMS))
 
@@ -64,7 +65,9 @@ def _machines(figures: list[RunFigures]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def assemble(figures: list[RunFigures], *, reading: bool = False) -> Report:
+def assemble(
+    figures: list[RunFigures], *, reading: bool = False, notes: list[str] | None = None
+) -> Report:
     """Sections in the order their first run was stored. How each frontend reads is added
     when asked for or when any section is an experiment; its lightness half is judged on the
     memory experiment's groups, if the report has them."""
@@ -83,13 +86,14 @@ def assemble(figures: list[RunFigures], *, reading: bool = False) -> Report:
         counts = count_all()
         memory = [s for s in sections if s.experiment and s.experiment.name == "memory"]
         memory_groups = memory[-1].groups if memory else []
-        verdicts = how_each_reads(counts, memory_groups)
+        verdicts = READING.judge(memory_groups)
         sections.append(Section("how-each-reads", READING, (), [], [], verdicts))
     return Report(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         machines=_machines(figures),
         sections=sections,
         reading=counts,
+        notes=list(notes or []),
     )
 
 
@@ -115,5 +119,6 @@ def as_json(report: Report) -> dict[str, Any]:
             for section in report.sections
         ],
         "reading": [asdict(count) for count in report.reading],
+        "notes": report.notes,
         "argued": [{"claim": claim, "why": why} for claim, why in report.argued],
     }

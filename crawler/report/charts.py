@@ -33,9 +33,11 @@ COLOURS = {"threads": "#1f77b4", "processes": "#d62728", "asyncio": "#2ca02c"}
 
 def _svg(figure) -> str:
     buffer = io.StringIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="svg")
-    plt.close(figure)
+    try:
+        figure.tight_layout()
+        figure.savefig(buffer, format="svg")
+    finally:
+        plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # no XML prolog or doctype inside an HTML page
 

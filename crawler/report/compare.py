@@ -10,17 +10,19 @@ comparison's runs can be reported again later with `crawler report 'LABEL/*'`.
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from crawler.errors import CrawlerError, Interrupted, UsageError
 from crawler.report.assembly import Report, assemble
@@ -31,6 +33,7 @@ from crawler.store.queries import find_crawl_by_name
 from crawler.store.tables import crawls_t, pages_t
 
 POLL_S = 0.5
+STOP_WAIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +60,12 @@ class Comparison:
 
 
 def interleaved(cells: Sequence[Cell], repeat: int) -> list[tuple[int, Cell]]:
-    """Each repeat runs every cell once, rotated by one and reversed every other time, so that
-    no combination always goes first, last, or after the same neighbour."""
+    """Each repeat runs every cell once, the order rotated by one each time, so that no
+    combination always goes first or last (with two cells: a b, b a, a b, ...)."""
     order = []
     for number in range(1, repeat + 1):
         shift = (number - 1) % len(cells)
-        this_round = list(cells[shift:]) + list(cells[:shift])
-        if number % 2 == 0:
-            this_round.reverse()
-        order += [(number, cell) for cell in this_round]
+        order += [(number, cell) for cell in [*cells[shift:], *cells[:shift]]]
     return order
 
 
@@ -82,6 +82,32 @@ def cells_of(backends: Sequence[str], levels: Sequence[int]) -> list[Cell]:
 
 def new_label(prefix: str) -> str:
     return f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@contextmanager
+def reading(db: str | None) -> Iterator[Connection]:
+    """A read-only connection to `db` (nothing migrated or created), closed afterwards."""
+    from crawler.api import open_db_read_only
+
+    engine = open_db_read_only(db)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """A run still going when the comparison stops (Ctrl-C, a failure here) is asked to stop
+    as Ctrl-C asks a crawl (what finished is stored), then killed if it will not."""
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _pages_so_far(engine, name: str) -> int:
@@ -139,34 +165,37 @@ def run_comparison(
             if limit is not None:
                 spec["max_pages"] = limit
             run_started = perf_counter()
-            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            with tempfile.TemporaryFile("w+") as err:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "crawler.report.one_run", json.dumps(spec)],
-                    stdout=out,
+                    stdout=subprocess.DEVNULL,
                     stderr=err,
                 )
-                while True:
-                    try:
-                        child.wait(POLL_S)
-                        break
-                    except subprocess.TimeoutExpired:
-                        pass
-                    if on_progress is not None:
-                        pages = _pages_so_far(reader, name)
-                        want = limit if limit is not None else expected
-                        elapsed = perf_counter() - run_started
-                        done = min(pages / want, 1.0) if want else 0.0
-                        on_progress(
-                            CompareProgress(
-                                number,
-                                len(plan),
-                                name,
-                                pages,
-                                want,
-                                perf_counter() - started,
-                                _left(durations, len(plan) - number, elapsed, done),
+                try:
+                    while True:
+                        try:
+                            child.wait(POLL_S)
+                            break
+                        except subprocess.TimeoutExpired:
+                            pass
+                        if on_progress is not None:
+                            pages = _pages_so_far(reader, name)
+                            want = limit if limit is not None else expected
+                            elapsed = perf_counter() - run_started
+                            done = min(pages / want, 1.0) if want else 0.0
+                            on_progress(
+                                CompareProgress(
+                                    number,
+                                    len(plan),
+                                    name,
+                                    pages,
+                                    want,
+                                    perf_counter() - started,
+                                    _left(durations, len(plan) - number, elapsed, done),
+                                )
                             )
-                        )
+                finally:
+                    _stop(child)  # on Ctrl-C, or if following it failed
                 durations.append(perf_counter() - run_started)
                 err.seek(0)
                 problem = [line for line in err.read().splitlines() if line.strip()]
@@ -197,28 +226,22 @@ def judged(
     crawls: list[str],
     failures: list[str],
 ) -> Comparison:
-    """The comparison's stored runs read back, grouped and (for an experiment) judged."""
-    from crawler.api import open_db_read_only
-
-    engine = open_db_read_only(db)
-    try:
-        with engine.connect() as conn:
-            figures = load_figures(conn, crawls) if crawls else []
-    finally:
-        engine.dispose()
-    reading = experiment is not None and experiment.name == "how-each-reads"
-    report = assemble(figures, reading=reading)
+    """The comparison's stored runs read back, grouped and (for an experiment) judged; the
+    runs that failed are named in the report's notes."""
+    figures = []
+    if crawls:
+        with reading(db) as conn:
+            figures = load_figures(conn, crawls)
+    is_reading = experiment is not None and experiment.name == "how-each-reads"
+    report = assemble(figures, reading=is_reading, notes=[f"failed: {f}" for f in failures])
     name = experiment.name if experiment else None
     return Comparison(label, db, name, crawls, failures, report)
 
 
 def latest_runs_of(db: str | None, experiment: str) -> list[str]:
-    """The crawls of the newest finished comparison of `experiment` in `db` (none: [])."""
-    from crawler.api import open_db_read_only
-
-    engine = open_db_read_only(db)
+    """The crawls of the newest comparison of `experiment` in `db` (none, or no database: [])."""
     try:
-        with engine.connect() as conn:
+        with reading(db) as conn:
             names = conn.execute(
                 select(crawls_t.c.name)
                 .where(crawls_t.c.name.like(f"{experiment}-%/%"), crawls_t.c.state == "finished")
@@ -227,8 +250,8 @@ def latest_runs_of(db: str | None, experiment: str) -> list[str]:
             labels: dict[str, list[str]] = {}
             for name in names:
                 labels.setdefault(name.rsplit("/", 1)[0], []).append(name)
-    finally:
-        engine.dispose()
+    except CrawlerError:  # no database yet: nothing to read the lightness from
+        return []
     return list(labels.values())[-1] if labels else []
 
 
@@ -275,9 +298,6 @@ def run_experiment(
     size = experiment.size(quick)
     label = new_label(name)
     if not size.cells:  # counted from our source; lightness from the memory runs, if any
-        from crawler.api import open_db
-
-        open_db(db).dispose()
         return judged(db, label, experiment, latest_runs_of(db, "memory"), [])
     with ServerProcess(*size.site) as site:
         crawls, failures = run_comparison(

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from crawler.errors import UsageError
-from crawler.query.common import nearest_rank
+from crawler.query.common import ranked
 from crawler.store.queries import find_crawl
 from crawler.store.tables import crawls_t, fetches_t, runs_t
 
@@ -40,9 +40,9 @@ class RunFigures:
     pages_per_s: float
     cpu_ms_per_page: float
     cores_used: float  # CPU seconds per second of wall time, children included
-    peak_rss_mib: float
+    peak_rss_mib: float | None  # None: not recorded (older rows), never guessed as 0
     peak_pss_mib: float | None
-    peak_vms_mib: float
+    peak_vms_mib: float | None
     ctx_switches: int
     ctx_voluntary: int
     ctx_involuntary: int
@@ -55,10 +55,10 @@ class RunFigures:
     machine: dict[str, Any]
 
 
-def matching_crawls(conn: Connection, patterns: list[str]) -> list:
-    """Crawl rows by name, `#N`, or a shell pattern on names (`memory-*`), in the order given
-    and then by id; a name or pattern that matches nothing is an error naming it."""
-    found: dict[int, Any] = {}
+def matching_crawls(conn: Connection, patterns: list[str]) -> list[tuple[Any, bool]]:
+    """(crawl row, named exactly) by name, `#N`, or a shell pattern on names (`memory-*`), in
+    the order given and then by id; a name or pattern that matches nothing is an error."""
+    found: dict[int, tuple[Any, bool]] = {}
     for pattern in patterns:
         if any(char in pattern for char in "*?["):
             rows = [
@@ -66,37 +66,26 @@ def matching_crawls(conn: Connection, patterns: list[str]) -> list:
                 for row in conn.execute(select(crawls_t).order_by(crawls_t.c.id))
                 if fnmatch.fnmatchcase(row.name, pattern)
             ]
+            exact = False
         else:
             row = find_crawl(conn, pattern)
-            rows = [row] if row is not None else []
+            rows, exact = ([row] if row is not None else []), True
         if not rows:
             raise UsageError(
                 f"no crawl matches {pattern!r}; list them with `crawler crawls` (a pattern "
                 "such as 'compare-*' takes many)"
             )
-        found.update((row.id, row) for row in rows)
+        found.update((row.id, (row, exact)) for row in rows)
     return list(found.values())
 
 
 def _percentiles(conn: Connection, run_id: int) -> list[float | None]:
     """Nearest-rank fetch times of one run, in ms, sorted by the database."""
     fe = fetches_t.c
-    count = conn.execute(
-        select(func.count()).where(fe.run_id == run_id, fe.total_s.is_not(None))
-    ).scalar_one()
-    if not count:
-        return [None] * len(PERCENTILES)
-    values = []
-    for fraction in PERCENTILES:
-        seconds = conn.execute(
-            select(fe.total_s)
-            .where(fe.run_id == run_id, fe.total_s.is_not(None))
-            .order_by(fe.total_s)
-            .offset(nearest_rank(count, fraction))
-            .limit(1)
-        ).scalar_one()
-        values.append(round(seconds * 1000, 2))
-    return values
+    timed = [fe.run_id == run_id, fe.total_s.is_not(None)]
+    count = conn.execute(select(func.count()).where(*timed)).scalar_one()
+    values = [ranked(conn, fe.total_s, timed, count, fraction) for fraction in PERCENTILES]
+    return [None if seconds is None else round(seconds * 1000, 2) for seconds in values]
 
 
 def _mib(kb: int | None) -> float | None:
@@ -118,7 +107,8 @@ def run_figures(conn: Connection, crawl_row, run) -> RunFigures:
         run_id=run.id,
         backend=run.frontend,
         concurrency=run.concurrency,
-        variant=run.pool_returns or "",
+        # rows from before schema 0005 say nothing: their pools sent pages, as all did then
+        variant=run.pool_returns or ("pages" if run.frontend == "processes" else ""),
         site=(crawl_row.seeds or [""])[0],
         pages=pages,
         fetches=run.fetches or 0,
@@ -129,9 +119,9 @@ def run_figures(conn: Connection, crawl_row, run) -> RunFigures:
         pages_per_s=round(pages / crawl_s, 2),
         cpu_ms_per_page=round(cpu * 1000 / per_page, 3),
         cores_used=round(cpu / wall, 3) if wall else 0.0,
-        peak_rss_mib=_mib(run.peak_rss_kb) or 0.0,
+        peak_rss_mib=_mib(run.peak_rss_kb),
         peak_pss_mib=_mib(run.peak_pss_kb),
-        peak_vms_mib=_mib(run.peak_vms_kb) or 0.0,
+        peak_vms_mib=_mib(run.peak_vms_kb),
         ctx_switches=switches,
         ctx_voluntary=run.ctx_voluntary or 0,
         ctx_involuntary=run.ctx_involuntary or 0,
@@ -145,16 +135,23 @@ def run_figures(conn: Connection, crawl_row, run) -> RunFigures:
     )
 
 
-def load_figures(conn: Connection, patterns: list[str]) -> list[RunFigures]:
-    """The figures of every finished run of the crawls `patterns` name. A crawl with none
-    is an error: an interrupted run's figures would compare a part with a whole."""
+def load_figures(
+    conn: Connection, patterns: list[str], skipped: list[str] | None = None
+) -> list[RunFigures]:
+    """The figures of every finished run of the crawls `patterns` name: an interrupted or
+    failed run's figures would compare a part with a whole. A crawl named exactly with no
+    finished run is an error; one a pattern took is left out and named in `skipped`."""
     figures = []
-    for crawl_row in matching_crawls(conn, patterns):
+    for crawl_row, exact in matching_crawls(conn, patterns):
         runs = conn.execute(
             select(runs_t)
             .where(runs_t.c.crawl_id == crawl_row.id, runs_t.c.state == "finished")
             .order_by(runs_t.c.id)
         ).all()
+        if not runs and not exact:
+            if skipped is not None:
+                skipped.append(f"{crawl_row.name}: no finished run")
+            continue
         if not runs:
             raise UsageError(
                 f"crawl {crawl_row.name!r} has no finished run to report; finish it with "

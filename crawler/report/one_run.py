@@ -3,14 +3,14 @@
 
     python -m crawler.report.one_run '{"seeds": [...], "backend": "asyncio", ...}'
 
-The spec is crawler.api.crawl's keywords as JSON; the crawl's summary is the last line out.
+The spec is crawler.api.crawl's keywords as JSON. The run's figures go to its `runs` row; an
+error is one line on stderr, which the comparison reports.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 
 from crawler.api import crawl
 from crawler.errors import CrawlerError
@@ -19,13 +19,12 @@ from crawler.errors import CrawlerError
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv or sys.argv[1:])[0])
     try:
-        summary = crawl(spec.pop("seeds"), **spec)
+        crawl(spec.pop("seeds"), **spec)
     except CrawlerError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    print(json.dumps(asdict(summary)), flush=True)
     return 0
 
 

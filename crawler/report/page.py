@@ -103,6 +103,13 @@ def _what_ran(report: Report) -> str:
     return f"<ul>{''.join(items)}</ul>" if items else ""
 
 
+def _notes(report: Report) -> str:
+    if not report.notes:
+        return ""
+    items = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
+    return f"<p>Not in the figures below:</p><ul>{items}</ul>"
+
+
 def _verdicts_table(report: Report) -> str:
     rows = [
         f"<tr><td>{v.claim}</td><td class='text'>{escape(v.text)}</td><td class='text'>"
@@ -194,7 +201,7 @@ def render(report: Report) -> str:
 database; every verdict is computed from those figures by the rule printed with it. Rates
 are over crawl time (start-up is shown apart); ranges are min–max over repeats.</p>
 <section id="setup"><h2>What was run, and on what machine</h2>{_machines(report)}
-{_what_ran(report)}</section>
+{_what_ran(report)}{_notes(report)}</section>
 <section id="claims"><h2>The claims and what the data say</h2>{_verdicts_table(report)}</section>
 <section id="summary"><h2>Summary</h2>
 {groups_table(report.groups, with_section=labels) if report.groups else "<p>No runs.</p>"}
@@ -210,6 +217,10 @@ are over crawl time (start-up is shown apart); ranges are min–max over repeats
 def write_report(report: Report, path: Path) -> Path:
     """Written whole to PATH.partial, then renamed: a reader never sees half a report."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(render(report), encoding="utf-8")
-    partial.replace(path)
+    try:
+        partial.write_text(render(report), encoding="utf-8")
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path

@@ -34,6 +34,7 @@ class Spread:
     median: float | None
     low: float | None
     high: float | None
+    missing: int = 0  # runs that did not measure it (stored before schema 0005, not Linux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +54,21 @@ class Group:
         return f"{self.backend}{variant}"
 
     def median(self, metric: str) -> float:
-        """The median of `metric`, 0 when no run measured it."""
+        """The median of `metric`, 0 when no run measured it (see `measured`)."""
         return self.figures[metric].median or 0.0
+
+    def measured(self, metric: str) -> bool:
+        """Whether every run of the group measured `metric`."""
+        spread = self.figures[metric]
+        return spread.median is not None and not spread.missing
 
 
 def spread(values: list[float | None]) -> Spread:
     known = [value for value in values if value is not None]
+    missing = len(values) - len(known)
     if not known:
-        return Spread(None, None, None)
-    return Spread(round(statistics.median(known), 3), min(known), max(known))
+        return Spread(None, None, None, missing)
+    return Spread(round(statistics.median(known), 3), min(known), max(known), missing)
 
 
 def group_runs(figures: list[RunFigures]) -> list[Group]:

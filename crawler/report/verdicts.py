@@ -75,22 +75,32 @@ def _missing(claim: int, what: str) -> Verdict:
     return Verdict(claim, NOT_MEASURED, f"no runs of {what} in these data", "")
 
 
+def _measured(series: list[Group], *metrics: str) -> bool:
+    return all(group.measured(metric) for group in series for metric in metrics)
+
+
 def memory(groups: list[Group]) -> list[Verdict]:
     """Claim 1, from peak memory at several concurrency levels per frontend."""
     threads, tasks = _series(groups, "threads"), _series(groups, "asyncio")
     if len(threads) < 2 or len(tasks) < 2:
         return [_missing(1, "threads and asyncio at two or more concurrency levels")]
+    if not _measured(threads + tasks, "peak_pss_mib", "peak_vms_mib"):
+        return [
+            _missing(1, "PSS and virtual memory (runs stored before schema 0005, or not on Linux)")
+        ]
     vms_thread = slope(threads, "peak_vms_mib")
     vms_task = slope(tasks, "peak_vms_mib")
     pss_thread = slope(threads, "peak_pss_mib") * 1024
     pss_task = slope(tasks, "peak_pss_mib") * 1024
+    # a slope under 1 KiB is noise (it can even come out negative): counted as 1 KiB
     ratio = pss_thread / max(pss_task, 1.0)
     reserves, heavier = vms_thread >= 1.0, ratio >= 2.0
     top_t, top_a = threads[-1], tasks[-1]
+    task_kib = f"{pss_task:,.0f} KiB" if pss_task >= 1.0 else "under 1 KiB"
     evidence = (
         f"each thread reserved {vms_thread:,.2f} MiB of virtual memory (an asyncio task "
         f"{vms_task:,.3f} MiB) and occupied {pss_thread:,.0f} KiB of PSS (a task "
-        f"{pss_task:,.0f} KiB: {ratio:,.1f}×); at {top_t.concurrency:,} threads "
+        f"{task_kib}: {ratio:,.1f}×); at {top_t.concurrency:,} threads "
         f"{top_t.median('peak_vms_mib'):,.0f} MiB virtual, {top_t.median('peak_pss_mib'):,.0f}"
         f" MiB PSS; at {top_a.concurrency:,} tasks {top_a.median('peak_vms_mib'):,.0f} MiB "
         f"virtual, {top_a.median('peak_pss_mib'):,.0f} MiB PSS"
@@ -170,7 +180,7 @@ def _many_connections(tasks: list[Group], latency_s: float) -> Verdict:
     kept = top.median("pages_per_s") / max(best.median("pages_per_s"), 1e-9)
     ideal = top.concurrency / latency_s
     evidence = (
-        f"asyncio at {top.concurrency:,} connections: {top.median('pages_per_s'):,.0f} pages/s "
+        f"asyncio at concurrency {top.concurrency:,}: {top.median('pages_per_s'):,.0f} pages/s "
         f"(ideal {ideal:,.0f} = concurrency ÷ {latency_s:g} s latency; "
         f"{top.median('pages_per_s') / ideal:.0%} of it), {kept:.0%} of its best "
         f"({best.median('pages_per_s'):,.0f} at {best.concurrency:,}), errors "
@@ -178,8 +188,8 @@ def _many_connections(tasks: list[Group], latency_s: float) -> Verdict:
     )
     rule = (
         "supported when asyncio at its highest concurrency keeps ≥ 80% of its best throughput "
-        "with < 1% errors; not supported when ≥ 1% errors; mixed when it holds the connections "
-        "but throughput falls (the limit is then elsewhere: on this machine, CPU)"
+        "with < 1% errors; not supported when ≥ 1% errors; mixed when it runs cleanly but "
+        "throughput falls"
     )
     clean = error_share < 0.01
     return Verdict(4, _outcome(clean and kept >= 0.8, not clean), evidence, rule)
@@ -226,11 +236,12 @@ def cpu_bound(groups: list[Group]) -> list[Verdict]:
 
 def moving_data(groups: list[Group]) -> list[Verdict]:
     """Claim 6 (the cost part): the same pool sending parsed pages or whole bodies."""
-    pages = _series(groups, "processes", "pages")
-    bodies = _series(groups, "processes", "bodies")
-    if not (pages and bodies):
-        return [_missing(6, "processes sending pages and sending bodies")]
-    p, b = pages[0], bodies[0]
+    pages = {g.concurrency: g for g in _series(groups, "processes", "pages")}
+    bodies = {g.concurrency: g for g in _series(groups, "processes", "bodies")}
+    both = sorted(pages.keys() & bodies.keys())
+    if not both:
+        return [_missing(6, "processes sending pages and sending bodies at one concurrency")]
+    p, b = pages[both[0]], bodies[both[0]]
     extra_bytes = b.median("ipc_bytes_per_page") - p.median("ipc_bytes_per_page")
     extra_cpu = b.median("cpu_ms_per_page") - p.median("cpu_ms_per_page")
     share = extra_cpu / max(p.median("cpu_ms_per_page"), 1e-9)
@@ -240,11 +251,10 @@ def moving_data(groups: list[Group]) -> list[Verdict]:
         f"{p.median('cpu_ms_per_page'):,.2f} CPU ms a page, {p.median('pages_per_s'):,.0f} "
         f"pages/s; whole bodies: {b.median('ipc_bytes_per_page'):,.0f} bytes "
         f"({extra_bytes:+,.0f}), {b.median('cpu_ms_per_page'):,.2f} ms ({share:+.0%}), "
-        f"{b.median('pages_per_s'):,.0f} pages/s ({speed:.2f}×). The price is the bytes "
-        "pickled through the pipe and every page parsed in the one parent process, where the "
-        "pool's result thread shares the GIL with the coordinator "
-        f"({b.median('ctx_per_page'):,.0f} context switches a page, against "
-        f"{p.median('ctx_per_page'):,.0f})"
+        f"{b.median('pages_per_s'):,.0f} pages/s ({speed:.2f}×); context switches a page "
+        f"{b.median('ctx_per_page'):,.0f} against {p.median('ctx_per_page'):,.0f}. Sending "
+        "bodies also moves every parse into the one parent process, where the pool's result "
+        "thread shares the GIL with the coordinator: the price measured is both"
     )
     rule = (
         "supported when sending whole bodies costs ≥ 5% more CPU a page than sending parsed "
@@ -279,6 +289,7 @@ def how_each_reads(counts: list[SourceCount], memory_groups: list[Group]) -> lis
         for backend in ("threads", "asyncio", "processes")
         if len(series := _series(memory_groups, backend, "pages" if backend == "processes" else ""))
         >= 2
+        and _measured(series, "peak_pss_mib")
     }
     rule = (
         "top-down: the threads frontend has no await points and no more lines or "
@@ -288,7 +299,8 @@ def how_each_reads(counts: list[SourceCount], memory_groups: list[Group]) -> lis
     )
     if "asyncio" not in per_unit or len(per_unit) < 2:
         evidence = f"{reading}; lightness not measured here (run the memory experiment)"
-        return [Verdict(7, _outcome(plainer, heavier), evidence, rule)]
+        part = "judged here: reading top-down only"
+        return [Verdict(7, _outcome(plainer, heavier), evidence, rule, part)]
     others = {backend: kib for backend, kib in per_unit.items() if backend != "asyncio"}
     lighter = all(per_unit["asyncio"] < kib for kib in others.values())
     weights = ", ".join(f"{backend} {kib:,.0f} KiB" for backend, kib in per_unit.items())
