@@ -110,6 +110,15 @@ def _stop(child: subprocess.Popen) -> None:
         child.wait()
 
 
+def _ended(child: subprocess.Popen) -> bool:
+    """Whether the run has ended, after waiting up to POLL_S for it."""
+    try:
+        child.wait(POLL_S)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
 def _pages_so_far(engine, name: str) -> int:
     with engine.connect() as conn:
         row = find_crawl_by_name(conn, name)
@@ -172,17 +181,13 @@ def run_comparison(
                     stderr=err,
                 )
                 try:
-                    while True:
-                        try:
-                            child.wait(POLL_S)
-                            break
-                        except subprocess.TimeoutExpired:
-                            pass
+                    while not _ended(child):
                         if on_progress is not None:
                             pages = _pages_so_far(reader, name)
                             want = limit if limit is not None else expected
                             elapsed = perf_counter() - run_started
                             done = min(pages / want, 1.0) if want else 0.0
+                            left = _left(durations, len(plan) - number, elapsed, done)
                             on_progress(
                                 CompareProgress(
                                     number,
@@ -191,7 +196,7 @@ def run_comparison(
                                     pages,
                                     want,
                                     perf_counter() - started,
-                                    _left(durations, len(plan) - number, elapsed, done),
+                                    left,
                                 )
                             )
                 finally:
