@@ -146,11 +146,14 @@ def crawl(
     name: str | None = None,
     on_progress: ProgressCallback | None = None,
     pool_returns: str = "pages",
+    parser: str = "beautifulsoup",
     **settings: Any,
 ) -> CrawlSummary:
     """Crawl from `seeds` to completion (or to a limit) and return what the run did.
     `settings` are CrawlSettings fields (max_pages, max_depth, allow_hosts, timeout, ...)."""
-    run = RunSettings.checked(backend=backend, concurrency=concurrency, pool_returns=pool_returns)
+    run = RunSettings.checked(
+        backend=backend, concurrency=concurrency, pool_returns=pool_returns, parser=parser
+    )
     checked = CrawlSettings.checked(**settings)
     if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
         raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -194,17 +197,18 @@ def resume(
     db: str | None = None,
     on_progress: ProgressCallback | None = None,
     pool_returns: str | None = None,
+    parser: str | None = None,
     **budgets: Any,
 ) -> CrawlSummary:
-    """Continue a crawl that was interrupted (or join one that is running), with the frontend
-    and concurrency it last ran with unless told otherwise. `budgets` (max_pages, max_depth,
+    """Continue a crawl that was interrupted (or join one that is running), with the frontend,
+    concurrency and parser it last ran with unless told otherwise. `budgets` (max_pages, max_depth,
     max_pages_per_host) replace the crawl's own and are stored with it. A finished crawl with
     nothing left under its budgets starts no run: its summary has no run_id."""
     engine = open_db(db, create=False)
     try:
         row = _load_crawl(engine, crawl)
         last = retrying(engine, lambda conn: last_run(conn, row.id), read_only=True)
-        run = _resumed_run(last, backend, concurrency, pool_returns)
+        run = _resumed_run(last, backend, concurrency, pool_returns, parser)
         settings = CrawlSettings.from_json(row.settings)
         if budgets:
             settings = settings.with_budgets(**budgets)
@@ -218,14 +222,22 @@ def resume(
 
 
 def _resumed_run(
-    last, backend: str | None, concurrency: int | None, pool_returns: str | None
+    last,
+    backend: str | None,
+    concurrency: int | None,
+    pool_returns: str | None,
+    parser: str | None,
 ) -> RunSettings:
-    """The frontend and concurrency the crawl last ran with, for what is not given; a new
-    frontend does not inherit the old one's concurrency (4 processes are not 4 tasks)."""
+    """The frontend, concurrency and parser the crawl last ran with, for what is not given; a
+    new frontend does not inherit the old one's concurrency (4 processes are not 4 tasks)."""
     if last is not None and backend in (None, last.frontend):
         backend = last.frontend
         concurrency = concurrency if concurrency is not None else last.concurrency
-    return RunSettings.checked(backend=backend, concurrency=concurrency, pool_returns=pool_returns)
+    if last is not None and parser is None:
+        parser = last.parser  # None before schema 0006: the default
+    return RunSettings.checked(
+        backend=backend, concurrency=concurrency, pool_returns=pool_returns, parser=parser
+    )
 
 
 def _resume_crawl(conn, row, settings: CrawlSettings, budgets: dict[str, Any]) -> bool:

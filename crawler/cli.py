@@ -545,7 +545,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _given_run(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("backend", "concurrency", "pool_returns")
+    names = ("backend", "concurrency", "pool_returns", "parser")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 

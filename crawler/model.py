@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 DEFAULT_USER_AGENT = "crawler/0.1 (educational crawler; threads, processes and asyncio)"
 
 
+PARSERS = ("beautifulsoup", "lxml")  # crawler.parse: BeautifulSoup, or lxml.html directly
+
+
 @dataclass(frozen=True, slots=True)
 class FetchPolicy:
     """How one HTTP exchange is bounded; the same for every frontend."""
@@ -22,6 +25,7 @@ class FetchPolicy:
     max_body_bytes: int = 5 * 1024 * 1024  # decoded bytes: a compression bomb stops here
     max_header_bytes: int = 64 * 1024  # the whole response head: status line, fields, blank line
     block_private_addresses: bool = False  # refuse peers that are not public (SSRF guard)
+    parser: str = "beautifulsoup"  # one of PARSERS: a run's choice, the same for every fetch
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -70,9 +71,8 @@ def run_crawl(
         then=then,
     )
     meter = RunMeter(with_children=run.backend == "processes")
-    coordinator = Coordinator(
-        frontier, frontend, settings.policy(), run.concurrency, on_progress=on_progress
-    )
+    policy = replace(settings.policy(), parser=run.parser)
+    coordinator = Coordinator(frontier, frontend, policy, run.concurrency, on_progress=on_progress)
     state, error, report = "failed", None, None
     raised: Interrupted | DatabaseError | None = None  # carries the summary to the CLI's --json
     try:
@@ -181,6 +181,7 @@ def _start_run(conn, crawl_id: int, run: RunSettings) -> int:
             "frontend": run.backend,
             "concurrency": run.concurrency,
             "pool_returns": run.pool_returns if run.backend == "processes" else None,
+            "parser": run.parser,
             "machine": machine(),
             "hostname": this_host(),
             "pid": os.getpid(),

@@ -7,6 +7,7 @@ what makes two spellings of one resource look different. No I/O here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -43,27 +44,37 @@ def _normalise_percent(text: str) -> str:
     return _ESCAPE.sub(_normalise_escape, text)
 
 
+_PARTS = ("protocol", "username", "password", "hostname", "port", "pathname", "search")
+
+
+@functools.lru_cache(maxsize=8192)  # a docs page repeats its links: most are seen already
 def canonicalize(url: str) -> str:
     """The dedup form of an absolute http(s) URL: lower-case scheme and host, no default port,
     no fragment, `/` for an empty path, escapes of unreserved characters decoded and the rest
     upper-cased, a `%` that starts no escape written `%25`, query order kept. Idempotent.
     Raises BadURL for anything not crawlable."""
     try:
-        parsed = ada_url.URL(url)
+        parsed = ada_url.parse_url(url, _PARTS)  # one call for all the parts
     except ValueError:
         raise BadURL(f"not a valid URL: {url!r}") from None
-    scheme = parsed.protocol.rstrip(":")
+    scheme = parsed["protocol"].rstrip(":")
     if scheme not in FETCHABLE_SCHEMES:
         raise BadURL(f"only http and https URLs can be crawled, not {scheme}: {url!r}")
-    if not parsed.hostname:
+    hostname, port, username, password = (
+        parsed["hostname"],
+        parsed["port"],
+        parsed["username"],
+        parsed["password"],
+    )
+    if not hostname:
         raise BadURL(f"URL has no host: {url!r}")
-    port = "" if parsed.port in ("", DEFAULT_PORTS[scheme]) else f":{parsed.port}"
-    path = _normalise_percent(parsed.pathname or "/")
-    query = _normalise_percent(parsed.search)
+    port = "" if port in ("", DEFAULT_PORTS[scheme]) else f":{port}"
+    path = _normalise_percent(parsed["pathname"] or "/")
+    query = _normalise_percent(parsed["search"])
     userinfo = ""
-    if parsed.username or parsed.password:
-        userinfo = parsed.username + (f":{parsed.password}" if parsed.password else "") + "@"
-    canonical = f"{scheme}://{userinfo}{parsed.hostname.lower()}{port}{path}{query}"
+    if username or password:
+        userinfo = username + (f":{password}" if password else "") + "@"
+    canonical = f"{scheme}://{userinfo}{hostname.lower()}{port}{path}{query}"
     if len(canonical) > MAX_URL_LENGTH:
         raise BadURL(f"URL longer than {MAX_URL_LENGTH} characters")
     return canonical
@@ -76,17 +87,18 @@ def resolve(href: str, base: str | None) -> str | None:
     (strip C0 controls and spaces, drop tabs and newlines) applies: other stripping would make a
     link point elsewhere than in a browser."""
     try:
-        parsed = ada_url.URL(href, base)
+        resolved = ada_url.join_url(base, href) if base is not None else ada_url.URL(href).href
     except ValueError:  # includes UnicodeEncodeError: a lone surrogate is no URL code point
         return None
-    if parsed.protocol.rstrip(":") not in FETCHABLE_SCHEMES:
-        return None
-    return parsed.href
+    # the href's scheme is lower case, and a special scheme's is followed by //
+    return resolved if resolved.startswith(("http://", "https://")) else None
 
 
 def resolve_link(href: str, base: str) -> str | None:
     """A link as the crawler stores it: resolved as a browser would, then canonicalised for
     dedup. None when the link cannot be crawled."""
+    if href.startswith("#"):  # a place on the page itself: the page, once the fragment goes
+        href = ""
     resolved = resolve(href, base)
     if resolved is None:
         return None

@@ -394,6 +394,7 @@ def test_the_report_renders_in_a_real_browser_with_no_errors(stored_scenarios, t
             ["crawl", "http://127.0.0.1:9/", "--backend", "processes", "--pool-returns", "x"],
             "unknown --pool-returns 'x'",
         ),
+        (["crawl", "http://127.0.0.1:9/", "--parser", "html5"], "unknown --parser 'html5'"),
     ],
 )
 def test_bad_input_to_compare_is_one_clear_line_and_runs_nothing(arguments, message, tmp_path):

@@ -188,21 +188,27 @@ def test_the_run_records_what_it_cost(fixture_crawl):
 
 
 def test_the_three_frontends_store_the_same_site(fixture_site, tmp_path):
-    """Pages, statuses, titles, the link graph and depths: identical whatever the frontend."""
-    graph = """SELECT f.url, f.status, f.error_kind, p.title, l.position, l.url, l.followed,
-                      fr.depth
+    """Pages, statuses, titles, charsets, canonicals, the link graph with anchor texts, and
+    depths: identical whatever the frontend, whatever the parser."""
+    graph = """SELECT f.url, f.status, f.error_kind, p.title, p.charset, p.canonical,
+                      l.position, l.url, l.anchor_text, l.followed, fr.depth
                FROM fetches f JOIN frontier fr ON fr.id = f.frontier_id
                LEFT JOIN pages p ON p.frontier_id = f.frontier_id
                LEFT JOIN links l ON l.page_id = p.id
                ORDER BY f.url, l.position"""
+    variants = {backend: backend_flags(backend) for backend in BACKENDS}
+    # a pool that sends whole bodies for the parent to parse
+    variants["bodies"] = [*backend_flags("processes"), "--pool-returns", "bodies"]
+    for backend in BACKENDS:  # lxml.html directly instead of BeautifulSoup
+        variants[f"{backend}-lxml"] = [*backend_flags(backend), "--parser", "lxml"]
     stored = {}
-    for backend in (*BACKENDS, "bodies"):
-        db_url = f"sqlite:///{tmp_path / backend}.db"
-        flags = backend_flags(backend)
-        if backend == "bodies":  # a pool that sends whole bodies for the parent to parse
-            flags = [*backend_flags("processes"), "--pool-returns", "bodies"]
+    for variant, flags in variants.items():
+        db_url = f"sqlite:///{tmp_path / variant}.db"
         result = cli("crawl", fixture_site, *flags, "--db", db_url)
         assert result.returncode == 0, result.stderr
-        stored[backend] = query(db_url, graph)
+        stored[variant] = query(db_url, graph)
+        if variant.endswith("-lxml"):
+            assert query(db_url, "SELECT parser FROM runs") == [("lxml",)]
     assert len(stored["threads"]) > 100
-    assert stored["threads"] == stored["processes"] == stored["asyncio"] == stored["bodies"]
+    for variant in variants:
+        assert stored[variant] == stored["threads"], variant

@@ -28,6 +28,8 @@ def test_resume_remembers_the_frontend_and_takes_a_larger_budget(tmp_path):
             "2",
             "--max-pages",
             "5",
+            "--parser",
+            "lxml",
             "--json",
             "--db",
             db,
@@ -48,16 +50,26 @@ def test_resume_remembers_the_frontend_and_takes_a_larger_budget(tmp_path):
         [(stored,)] = query(db, "SELECT settings FROM crawls")
         assert json.loads(stored)["max_pages"] == 12  # the change is the crawl's now
 
-        other = resume("r", "--backend", "asyncio", "--max-pages", "40", "--db", db)
+        other = resume(
+            "r",
+            "--backend",
+            "asyncio",
+            "--parser",
+            "beautifulsoup",
+            "--max-pages",
+            "40",
+            "--db",
+            db,
+        )
         assert (other["run"]["backend"], other["run"]["concurrency"]) == (
             "asyncio",
             16,
         )  # not 2 processes
         assert (other["state"], other["pages"], other["queued"]) == ("finished", 40, 0)
-        assert query(db, "SELECT frontend, concurrency FROM runs ORDER BY id") == [
-            ("processes", 2),
-            ("processes", 2),
-            ("asyncio", 16),
+        assert query(db, "SELECT frontend, concurrency, parser FROM runs ORDER BY id") == [
+            ("processes", 2, "lxml"),
+            ("processes", 2, "lxml"),  # the parser is remembered too
+            ("asyncio", 16, "beautifulsoup"),
         ]
 
 

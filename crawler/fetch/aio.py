@@ -195,7 +195,7 @@ async def fetch(
     session: aiohttp.ClientSession, task: FetchTask, policy: FetchPolicy, worker: str
 ) -> FetchResult:
     """One GET under the policy, returning a FetchResult whatever happens (bugs excepted)."""
-    exchange = Exchange(task, worker)
+    exchange = Exchange(task, worker, parser=policy.parser)
     timing: dict[str, float] = {}
     body, headers = None, None
     try:

@@ -25,7 +25,7 @@ from crawler.fetch.errors import ErrorKind
 from crawler.fetch.head import HeadersTooLarge
 from crawler.fetch.headers import retry_after
 from crawler.fetch.messages import bad_redirect, parse_failed
-from crawler.model import FetchResult, FetchTask, Timings
+from crawler.model import PARSERS, FetchResult, FetchTask, Timings
 from crawler.parse import is_html, parse_page
 from crawler.urls import resolve_link
 
@@ -40,9 +40,12 @@ def _percent_encode_non_ascii(raw: bytes) -> str:
 
 
 class Exchange:
-    def __init__(self, task: FetchTask, worker: str, *, keep_body: bool = False) -> None:
+    def __init__(
+        self, task: FetchTask, worker: str, *, parser: str = PARSERS[0], keep_body: bool = False
+    ) -> None:
         self.task = task
         self.worker = worker
+        self.parser = parser
         # keep_body: leave the page unparsed and keep its body and headers, for a pool child
         # that sends whole bodies to its parent (--pool-returns bodies)
         self.keep_body = keep_body
@@ -121,7 +124,7 @@ class Exchange:
         if self.status == 200 and self.error_kind is None:
             parse_started = self._end or perf_counter()  # any gap since the download: parse's
             try:
-                self.page = parse_page(self.task.url, body, headers)
+                self.page = parse_page(self.task.url, body, headers, self.parser)
             except Exception as exc:
                 self.fail(ErrorKind.PARSE, parse_failed(exc))
             self._end = perf_counter()
@@ -179,7 +182,9 @@ class Exchange:
         )
 
 
-def parse_shipped(result: FetchResult, kept: tuple[bytes, dict[str, str]] | None) -> FetchResult:
+def parse_shipped(
+    result: FetchResult, kept: tuple[bytes, dict[str, str]] | None, parser: str
+) -> FetchResult:
     """A result whose page a pool child left unparsed (it sent the body instead), parsed here
     as Exchange.parse_body would have: same page, same error on a parse that raises, and the
     parse's time added to the total."""
@@ -189,7 +194,7 @@ def parse_shipped(result: FetchResult, kept: tuple[bytes, dict[str, str]] | None
     started = perf_counter()
     page, kind, message = None, None, None
     try:
-        page = parse_page(result.task.url, body, headers)
+        page = parse_page(result.task.url, body, headers, parser)
     except Exception as exc:
         kind, message = ErrorKind.PARSE.value, parse_failed(exc)[:1000]
     took = perf_counter() - started

@@ -376,7 +376,8 @@ def fetch_keeping_body(
 def _exchange(
     session: requests.Session, task: FetchTask, policy: FetchPolicy, *, keep_body: bool
 ) -> Exchange:
-    exchange = Exchange(task, threading.current_thread().name, keep_body=keep_body)
+    worker = threading.current_thread().name
+    exchange = Exchange(task, worker, parser=policy.parser, keep_body=keep_body)
     deadline = exchange.started + policy.deadline
     with watched(policy) as ticket:
         try:

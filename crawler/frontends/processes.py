@@ -63,6 +63,7 @@ class Frontend:
         context = multiprocessing.get_context("spawn")
         everyone_up, crawling = context.Barrier(concurrency + 1), context.Event()
         self.deliver = deliver
+        self.parser = policy.parser  # for bodies sent back to parse here
         self.pool = context.Pool(
             concurrency, initializer=_start_child, initargs=(policy, everyone_up, crawling)
         )
@@ -83,7 +84,7 @@ class Frontend:
         result, size = answer
         self.received_bytes += size
         if isinstance(result, tuple):  # a body to parse here
-            result = parse_shipped(*result)
+            result = parse_shipped(*result, self.parser)
         self.deliver(task, result)
 
     def stop(self) -> None:

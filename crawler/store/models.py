@@ -236,6 +236,9 @@ class Run(Base):
     pool_returns: Mapped[str | None] = mapped_column(
         String(10), doc="processes: what a child sent back, pages or bodies"
     )
+    parser: Mapped[str | None] = mapped_column(
+        String(20), doc="beautifulsoup or lxml; None: a run from before 0006 (beautifulsoup)"
+    )
     machine: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, doc="CPUs, memory, Python and library versions of the machine it ran on"
     )

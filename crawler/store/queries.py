@@ -31,10 +31,10 @@ def find_crawl(conn: Connection, crawl: str | int) -> Crawl | None:
 
 
 def last_run(conn: Connection, crawl_id: int):
-    """The crawl's latest run (frontend, concurrency), or None before its first."""
+    """The crawl's latest run (frontend, concurrency, parser), or None before its first."""
     runs = Run.__table__.c
     return conn.execute(
-        select(runs.frontend, runs.concurrency)
+        select(runs.frontend, runs.concurrency, runs.parser)
         .where(runs.crawl_id == crawl_id)
         .order_by(runs.id.desc())
         .limit(1)
