@@ -26,7 +26,7 @@ from crawler.frontends import BACKENDS
 from fixtures.server import ServerProcess
 
 OUT = Path("bench-out")
-CHILD_MIB = 45  # a pool child's resident size, measured: spawn re-imports requests and lxml
+CHILD_MIB = 45  # a pool child's resident size (RSS; most of it shared with the fork server)
 
 
 def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:

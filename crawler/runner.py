@@ -92,7 +92,7 @@ def run_crawl(
     finally:
         if robots is not None:
             robots.close()
-        cost = meter.stop()
+        cost = meter.stop(getattr(frontend, "unreaped", None))  # a pool's, if forked
         progress = coordinator.progress
         log.info(
             "run %d %s: %d pages, %d fetches, %d errors in %.1f s",

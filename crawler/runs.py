@@ -100,16 +100,23 @@ class RunMeter:
         while not self._stop.wait(self._every):
             self._sample()
 
-    def stop(self) -> RunCost:
+    def stop(self, unreaped: tuple[float, float, int, int] | None = None) -> RunCost:
+        """`unreaped`: the CPU seconds (user, system) and context switches (voluntary,
+        involuntary) of processes that worked for the run but are not our reaped children
+        (a pool forked by a fork server), as the frontend read them."""
         self._stop.set()
         self._sampler.join()
         self._sample()
         me = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        fields = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw")
+        extra = dict(zip(fields, unreaped or (0, 0, 0, 0), strict=True))
 
         def delta(field: str) -> float:
-            return (getattr(me, field) - getattr(self._self, field)) + (
-                getattr(kids, field) - getattr(self._children, field)
+            return (
+                (getattr(me, field) - getattr(self._self, field))
+                + (getattr(kids, field) - getattr(self._children, field))
+                + extra[field]
             )
 
         return RunCost(

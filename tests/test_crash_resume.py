@@ -136,9 +136,11 @@ def test_many_interruptions_lose_nothing_and_fail_nothing(tmp_path):
     assert query(db_url, "SELECT max(attempts) FROM frontier") == [(1,)]
 
 
-def test_a_pool_child_that_dies_loses_nothing(tmp_path):
-    """The OOM killer takes a pool child mid-fetch: the pool replaces it, the lost URL goes
-    back to the frontier after the deadline, and the crawl ends with every page."""
+@pytest.mark.parametrize("victim", ["a child", "the fork server"])
+def test_a_pool_child_that_dies_loses_nothing(tmp_path, victim):
+    """The OOM killer takes a pool child mid-fetch (or the fork server, and so every child it
+    forked): the pool replaces them, the lost URLs go back to the frontier after the deadline,
+    the crawl ends with every page, and no child outlives it."""
     import psutil
 
     db_url = f"sqlite:///{tmp_path / 'child.db'}"
@@ -158,11 +160,19 @@ def test_a_pool_child_that_dies_loses_nothing(tmp_path):
             output=subprocess.PIPE,
         )
         wait_for_pages(db_url, 20)
-        children = psutil.Process(process.pid).children()
-        workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
-        workers[0].kill()
+        # the pool's children are the fork server's (beside it: the resource tracker)
+        [server] = [
+            child
+            for child in psutil.Process(process.pid).children()
+            if "forkserver" in " ".join(child.cmdline())
+        ]
+        workers = server.children()
+        assert len(workers) == 3
+        (workers[0] if victim == "a child" else server).kill()
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
+    for worker in workers:
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
     assert last_json(stdout)["pages"] == 200
     assert set(stored_pages(db_url)) == site.expected_urls()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bs4 import BeautifulSoup, SoupStrainer
+import warnings
+
+from bs4 import BeautifulSoup, SoupStrainer, XMLParsedAsHTMLWarning
 
 from crawler.parse.charset import declared_encoding, unusable_declarations
 from crawler.parse.findings import Anchor, Findings, collapse, rel_tokens
@@ -12,14 +14,17 @@ _WANTED = SoupStrainer(["a", "area", "base", "title", "meta", "link"])
 
 
 def find(body: bytes, content_type: str | None) -> Findings:
-    soup = BeautifulSoup(
-        body,
-        "lxml",
-        parse_only=_WANTED,
-        from_encoding=declared_encoding(body, content_type),
-        # even with a declared charset: if it fails, BeautifulSoup falls back to its own scan
-        exclude_encodings=unusable_declarations(body),
-    )
+    with warnings.catch_warnings():
+        # XHTML (the PostgreSQL manual is) served as text/html is read as HTML, as browsers do
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(
+            body,
+            "lxml",
+            parse_only=_WANTED,
+            from_encoding=declared_encoding(body, content_type),
+            # even with a declared charset: if it fails, BeautifulSoup falls back to its scan
+            exclude_encodings=unusable_declarations(body),
+        )
     found = Findings(charset=soup.original_encoding)
     base_tag = soup.find("base", href=True)
     if base_tag is not None:
