@@ -373,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"frontends to compare, comma-separated (default: {','.join(BACKENDS)})",
     )
     compare.add_argument(
+        "--parsers",
+        default="beautifulsoup",
+        metavar="LIST",
+        help="parsers to compare each frontend with, comma-separated: beautifulsoup, lxml "
+        "(default: beautifulsoup)",
+    )
+    compare.add_argument(
         "--concurrency",
         default="16,64,256",
         metavar="LIST",
@@ -810,6 +817,7 @@ def _compare(args: argparse.Namespace) -> int:
                 args.seeds,
                 backends=[b.strip() for b in args.backends.split(",") if b.strip()],
                 concurrency=_levels(args.concurrency),
+                parsers=[p.strip() for p in args.parsers.split(",") if p.strip()],
                 repeat=1 if args.repeat is None else args.repeat,
                 db=args.db,
                 report=args.report,

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from sqlalchemy import insert
 
+from crawler.model import PARSERS
 from crawler.report.experiments import EXPERIMENTS
 from crawler.store.tables import crawls_t, runs_t
 from tests.helpers import FixtureServer, cli, query, start_crawler
@@ -129,6 +130,38 @@ def test_compare_stores_one_run_per_combination_and_its_table_matches_the_rows(
     lines = [line.split() for line in table.stdout.splitlines()]
     rows = [line[:3] for line in lines if line and line[0] in ("threads", "asyncio", "processes")]
     assert sorted(rows) == sorted([b, str(c), "2"] for b, c in every)
+
+
+def test_compare_sets_each_parser_apart(fixture_site, tmp_path):
+    """--parsers runs every frontend with each parser; the report never sums up runs that
+    parsed differently, and both stored the same pages."""
+    db_url = f"sqlite:///{tmp_path / 'parsers.db'}"
+    result = cli(
+        "compare",
+        fixture_site,
+        "--backends",
+        "threads,asyncio",
+        "--concurrency",
+        "2",
+        "--parsers",
+        "beautifulsoup,lxml",
+        "--json",
+        "--db",
+        db_url,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    [section] = answer["sections"]
+    groups = {(g["backend"], g["parser"]): g for g in section["groups"]}
+    assert set(groups) == {(b, p) for b in ("threads", "asyncio") for p in PARSERS}
+    assert {g["runs"] for g in groups.values()} == {1}
+    assert len({g["figures"]["pages"]["median"] for g in groups.values()}) == 1
+    stored = query(db_url, "SELECT c.name, r.parser FROM runs r JOIN crawls c ON c.id = r.crawl_id")
+    for name, parser in stored:
+        assert ("-lxml-" in name) == (parser == "lxml"), name
+    table = cli("report", f"{answer['label']}/*", "--db", db_url, env={"COLUMNS": "200"})
+    assert "threads, lxml" in table.stdout and "asyncio, lxml" in table.stdout
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))

@@ -54,24 +54,27 @@ def compare(
     *,
     backends: Sequence[str] = BACKENDS,
     concurrency: Sequence[int] = (16, 64, 256),
+    parsers: Sequence[str] = ("beautifulsoup",),
     repeat: int = 1,
     db: str | None = None,
     report: str | os.PathLike | None = None,
     on_progress: OnProgress | None = None,
     **settings: Any,
 ) -> Comparison:
-    """Crawl `seeds` once per frontend, concurrency and repeat, each run its own crawl with
-    the same `settings` (CrawlSettings fields); `report`: also write the HTML report there."""
+    """Crawl `seeds` once per frontend, concurrency, parser and repeat, each run its own crawl
+    with the same `settings` (CrawlSettings fields); `report`: also write the HTML report
+    there."""
     if not seeds:
         raise UsageError("give the seed URL of the site to compare on, or --experiment NAME")
-    if not backends or not concurrency:
-        raise UsageError("give at least one backend and one concurrency level")
+    if not backends or not concurrency or not parsers:
+        raise UsageError("give at least one backend, concurrency level and parser")
     CrawlSettings.checked(**settings)  # a bad setting fails now, not in every run
     path = _writable(report)
     comparison = comparing.compare(
         seeds,
         backends=backends,
         concurrency=concurrency,
+        parsers=parsers,
         repeat=repeat,
         db=db,
         settings=settings,

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from crawler.errors import CrawlerError, Interrupted, UsageError
+from crawler.model import PARSERS
 from crawler.report.assembly import Report, assemble
 from crawler.report.experiments import EXPERIMENTS, Cell, Experiment
 from crawler.report.figures import load_figures
@@ -69,14 +70,17 @@ def interleaved(cells: Sequence[Cell], repeat: int) -> list[tuple[int, Cell]]:
     return order
 
 
-def cells_of(backends: Sequence[str], levels: Sequence[int]) -> list[Cell]:
+def cells_of(
+    backends: Sequence[str], levels: Sequence[int], parsers: Sequence[str] = PARSERS[:1]
+) -> list[Cell]:
     """Every combination, each checked as a crawl would check it (a bad one fails now, not
     halfway through the comparison)."""
     cells = []
-    for level in levels:
-        for backend in backends:
-            RunSettings.checked(backend=backend, concurrency=level)
-            cells.append(Cell(backend, level))
+    for parser in parsers:
+        for level in levels:
+            for backend in backends:
+                RunSettings.checked(backend=backend, concurrency=level, parser=parser)
+                cells.append(Cell(backend, level, parser=parser))
     return cells
 
 
@@ -170,6 +174,8 @@ def run_comparison(
             }
             if cell.variant != "pages":
                 spec["pool_returns"] = cell.variant
+            if cell.parser != PARSERS[0]:
+                spec["parser"] = cell.parser
             limit = max_pages_for(cell.concurrency) if max_pages_for else None
             if limit is not None:
                 spec["max_pages"] = limit
@@ -265,6 +271,7 @@ def compare(
     *,
     backends: Sequence[str],
     concurrency: Sequence[int],
+    parsers: Sequence[str] = PARSERS[:1],
     repeat: int = 1,
     db: str | None,
     settings: dict[str, Any] | None = None,
@@ -272,7 +279,7 @@ def compare(
 ) -> Comparison:
     if repeat < 1:
         raise UsageError("--repeat must be 1 or more")
-    cells = cells_of(backends, concurrency)
+    cells = cells_of(backends, concurrency, parsers)
     label = new_label("compare")
     crawls, failures = run_comparison(
         seeds,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crawler.model import PARSERS
 from crawler.report import verdicts
 from crawler.report.reading import count_all
 from crawler.report.summary import Group
@@ -15,15 +16,18 @@ from crawler.report.verdicts import Verdict
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One combination to run: a frontend at a concurrency, and what a pool child sends back."""
+    """One combination to run: a frontend at a concurrency, what a pool child sends back, and
+    the parser."""
 
     backend: str
     concurrency: int
     variant: str = "pages"
+    parser: str = PARSERS[0]
 
     def name(self, repeat: int) -> str:
         variant = f"-{self.variant}" if self.variant != "pages" else ""
-        return f"{self.backend}{variant}-c{self.concurrency}-r{repeat}"
+        parser = f"-{self.parser}" if self.parser != PARSERS[0] else ""
+        return f"{self.backend}{variant}{parser}-c{self.concurrency}-r{repeat}"
 
 
 @dataclass(frozen=True, slots=True)

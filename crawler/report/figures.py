@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from crawler.errors import UsageError
+from crawler.model import PARSERS
 from crawler.query.common import ranked
 from crawler.store.queries import find_crawl
 from crawler.store.tables import crawls_t, fetches_t, runs_t
@@ -30,6 +31,7 @@ class RunFigures:
     backend: str
     concurrency: int
     variant: str  # what a pool child sent back ("pages" or "bodies"); "" for one process
+    parser: str  # beautifulsoup or lxml
     site: str  # the first seed
     pages: int
     fetches: int
@@ -109,6 +111,7 @@ def run_figures(conn: Connection, crawl_row, run) -> RunFigures:
         concurrency=run.concurrency,
         # rows from before schema 0005 say nothing: their pools sent pages, as all did then
         variant=run.pool_returns or ("pages" if run.frontend == "processes" else ""),
+        parser=run.parser or PARSERS[0],  # before schema 0006: BeautifulSoup, the only one
         site=(crawl_row.seeds or [""])[0],
         pages=pages,
         fetches=run.fetches or 0,

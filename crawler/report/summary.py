@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from crawler.model import PARSERS
 from crawler.report.figures import RunFigures
 
 # (figure, column heading) in the order tables show them
@@ -39,11 +40,12 @@ class Spread:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """The runs of one combination (frontend, concurrency, variant) on one site."""
+    """The runs of one combination (frontend, concurrency, variant, parser) on one site."""
 
     backend: str
     concurrency: int
     variant: str
+    parser: str
     runs: int
     crawls: tuple[str, ...]
     figures: dict[str, Spread]
@@ -51,7 +53,8 @@ class Group:
     @property
     def label(self) -> str:
         variant = f" ({self.variant})" if self.variant and self.variant != "pages" else ""
-        return f"{self.backend}{variant}"
+        parser = f", {self.parser}" if self.parser != PARSERS[0] else ""
+        return f"{self.backend}{variant}{parser}"
 
     def median(self, metric: str) -> float:
         """The median of `metric`, 0 when no run measured it (see `measured`)."""
@@ -72,23 +75,28 @@ def spread(values: list[float | None]) -> Spread:
 
 
 def group_runs(figures: list[RunFigures]) -> list[Group]:
-    """One group per (frontend, concurrency, variant), in the order backends were first seen
-    and by concurrency."""
-    keyed: dict[tuple[str, int, str], list[RunFigures]] = {}
+    """One group per (frontend, concurrency, variant, parser), in the order backends were
+    first seen, then by parser, variant and concurrency: runs that parsed differently are never
+    summed up together."""
+    keyed: dict[tuple[str, int, str, str], list[RunFigures]] = {}
     for run in figures:
-        keyed.setdefault((run.backend, run.concurrency, run.variant), []).append(run)
-    first_seen = {backend: i for i, (backend, _, _) in reversed(list(enumerate(keyed)))}
+        keyed.setdefault((run.backend, run.concurrency, run.variant, run.parser), []).append(run)
+    first_seen = {key[0]: i for i, key in reversed(list(enumerate(keyed)))}
     groups = [
         Group(
             backend=backend,
             concurrency=concurrency,
             variant=variant,
+            parser=parser,
             runs=len(runs),
             crawls=tuple(run.crawl for run in runs),
             figures={
                 metric: spread([getattr(run, metric) for run in runs]) for metric, _ in METRICS
             },
         )
-        for (backend, concurrency, variant), runs in keyed.items()
+        for (backend, concurrency, variant, parser), runs in keyed.items()
     ]
-    return sorted(groups, key=lambda g: (first_seen[g.backend], g.variant, g.concurrency))
+    order = {parser: i for i, parser in enumerate(PARSERS)}
+    return sorted(
+        groups, key=lambda g: (first_seen[g.backend], order[g.parser], g.variant, g.concurrency)
+    )
