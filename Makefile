@@ -26,6 +26,7 @@ test: $(STAMP)
 
 # Benchmarks print figures; they are not tests and stay out of `make test`.
 bench: $(STAMP)
+	$(BIN)/python -m crawler.bench_sites
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	.ci/ensure-postgres
 	$(BIN)/python -m fixtures.bench
