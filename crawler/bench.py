@@ -2,6 +2,7 @@
 latencies and concurrencies, each run's cost read from its `runs` row.
 
     python -m crawler.bench [--pages 5000] [--latency-ms 0,50] [--concurrency 16,64,256]
+                            [--parser beautifulsoup|lxml]
 
 Every run crawls the same site from a fresh database in a child process; the table and
 bench-out/frontends.json keep pages/s, CPU ms per page, peak RSS (children included) and
@@ -29,7 +30,7 @@ OUT = Path("bench-out")
 CHILD_MIB = 45  # a pool child's resident size (RSS; most of it shared with the fork server)
 
 
-def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:
+def crawl(url: str, backend: str, concurrency: int, folder: Path, parser: str) -> dict:
     db = folder / f"{backend}-{concurrency}.db"
     result = subprocess.run(
         [
@@ -42,6 +43,8 @@ def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:
             backend,
             "--concurrency",
             str(concurrency),
+            "--parser",
+            parser,
             "--json",
             "--db",
             f"sqlite:///{db}",
@@ -54,9 +57,9 @@ def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:
         return {"error": result.stderr.strip().splitlines()[-1:]}
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     with sqlite3.connect(db) as conn:
-        user, system, rss, startup, store, voluntary, involuntary, ipc = conn.execute(
-            "SELECT user_cpu_s, system_cpu_s, peak_rss_kb, startup_s, store_s, ctx_voluntary,"
-            " ctx_involuntary, ipc_bytes FROM runs"
+        user, system, rss, pss, startup, store, voluntary, involuntary, ipc = conn.execute(
+            "SELECT user_cpu_s, system_cpu_s, peak_rss_kb, peak_pss_kb, startup_s, store_s,"
+            " ctx_voluntary, ctx_involuntary, ipc_bytes FROM runs"
         ).fetchone()
     db.unlink()
     pages = max(summary["pages"], 1)
@@ -67,6 +70,7 @@ def crawl(url: str, backend: str, concurrency: int, folder: Path) -> dict:
         "pages_per_s": summary["run"]["pages_per_s"],
         "cpu_ms_per_page": round((user + system) * 1000 / pages, 2),
         "peak_rss_mib": round(rss / 1024, 1),
+        "peak_pss_mib": round(pss / 1024, 1) if pss is not None else None,
         "startup_s": round(startup or 0.0, 2),
         "store_s": round(store or 0.0, 2),
         "ctx_switches": voluntary + involuntary,
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", default="0,50")
     parser.add_argument("--concurrency", default="16,64,256")
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--parser", default="beautifulsoup", choices=("beautifulsoup", "lxml"))
     args = parser.parse_args(argv)
     latencies = [int(v) for v in args.latency_ms.split(",")]
     levels = [int(v) for v in args.concurrency.split(",")]
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                         if backend == "processes" and needed > free:
                             row = {"error": f"skipped: needs ~{needed:,.0f} MiB, {free:,.0f} free"}
                         else:
-                            row = crawl(url, backend, concurrency, Path(scratch))
+                            row = crawl(url, backend, concurrency, Path(scratch), args.parser)
                         row = {
                             "latency_ms": latency,
                             "backend": backend,
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "pages/s",
         "CPU ms/page",
         "peak RSS MiB",
+        "peak PSS MiB",
         "start-up s",
         "errors",
     ):
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 "-",
                 "-",
                 "-",
+                "-",
                 str(row["error"]),
             )
             continue
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['pages_per_s']:.0f}",
             f"{row['cpu_ms_per_page']:.2f}",
             f"{row['peak_rss_mib']:.0f}",
+            f"{row['peak_pss_mib'] or 0:.0f}",
             f"{row['startup_s']:.2f}",
             str(row["errors"]),
         )
