@@ -146,7 +146,7 @@ def crawl(
     name: str | None = None,
     on_progress: ProgressCallback | None = None,
     pool_returns: str = "pages",
-    parser: str = "beautifulsoup",
+    parser: str | None = None,
     **settings: Any,
 ) -> CrawlSummary:
     """Crawl from `seeds` to completion (or to a limit) and return what the run did.

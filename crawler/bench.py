@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crawler.frontends import BACKENDS
+from crawler.model import PARSERS
 from fixtures.server import ServerProcess
 
 OUT = Path("bench-out")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", default="0,50")
     parser.add_argument("--concurrency", default="16,64,256")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--parser", default="beautifulsoup", choices=("beautifulsoup", "lxml"))
+    parser.add_argument("--parser", default=PARSERS[0], choices=PARSERS)
     args = parser.parse_args(argv)
     latencies = [int(v) for v in args.latency_ms.split(",")]
     levels = [int(v) for v in args.concurrency.split(",")]

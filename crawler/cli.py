@@ -29,7 +29,7 @@ from rich.text import Text
 import crawler
 from crawler import views
 from crawler.frontends import BACKENDS
-from crawler.model import CrawlSummary
+from crawler.model import PARSERS, CrawlSummary
 from crawler.query.options import (
     BROWSE_PORT,
     DEFAULT_LIMIT,
@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--parsers",
-        default="beautifulsoup",
+        default=PARSERS[0],
         metavar="LIST",
         help="parsers to compare each frontend with, comma-separated: beautifulsoup, lxml "
         "(default: beautifulsoup)",

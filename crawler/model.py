@@ -25,7 +25,7 @@ class FetchPolicy:
     max_body_bytes: int = 5 * 1024 * 1024  # decoded bytes: a compression bomb stops here
     max_header_bytes: int = 64 * 1024  # the whole response head: status line, fields, blank line
     block_private_addresses: bool = False  # refuse peers that are not public (SSRF guard)
-    parser: str = "beautifulsoup"  # one of PARSERS: a run's choice, the same for every fetch
+    parser: str = PARSERS[0]  # a run's choice (BeautifulSoup by default), the same for every fetch
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """What a run costs (wall, CPU, memory, context switches), the machine it ran on, and
 whether a run's process lives.
 
-Costs come from getrusage, children included, so the processes frontend is charged for its
-pool. Memory is sampled three ways, children included: RSS (summed, so pages the children
+Costs come from getrusage, reaped children included, plus what the processes frontend read
+from the pool it forked through its fork server (not our children, so never reaped by us).
+Memory is sampled three ways, children included: RSS (summed, so pages the children
 share are counted once per child), PSS (each shared page divided among its sharers: what the
 tree really costs) and virtual size (what was reserved, touched or not: a thread's stack).
 Liveness is only decided for runs on this host: a pid elsewhere proves nothing.
@@ -50,8 +51,9 @@ def pss_kb(pid: int) -> int | None:
 
 class RunMeter:
     """Started when a run starts; `stop()` gives the run's cost. CPU time and context switches
-    are deltas of getrusage for this process and its reaped children (a pool is reaped before
-    the run ends). Memory is sampled: the peak of this process's RSS plus all its children's
+    are deltas of getrusage for this process and its reaped children, plus `unreaped` (a pool
+    forked by a fork server, read by the frontend before it ends the pool). Memory is
+    sampled: the peak of this process's RSS plus all its children's
     at one moment, since getrusage only knows the largest single child; PSS and virtual size
     the same way."""
 

@@ -74,6 +74,9 @@ def test_generated_pages():
         (b"<a href=/x><script>s</script><style>c</style>shown</a>", "text/html"),
         ("\ufeff<title>é</title>".encode("utf-16-le"), "text/html; charset=latin-1"),
         (b'<meta charset="\x01bad"><title>x</title>', "text/html"),
+        # deeper than libxml2 builds trees: BeautifulSoup reads on from its events
+        (b"<a href=/b>b</a>" + b"<font>" * 300 + b"<a href=/deep>d</a>", "text/html"),
+        (b"<a href=/b>b</a>" + b"<span>" * 3000 + b"</span>" * 3000 + b"<a href=/a>", "text/html"),
     ],
 )
 def test_edges(body, content_type):

@@ -74,7 +74,7 @@ class Frontend:
         self.deliver = deliver
         self.parser = policy.parser  # for bodies sent back to parse here
         self.unreaped: Usage = (0.0, 0.0, 0, 0)
-        self.seen_workers: set[int] = set()
+        self.seen_workers: dict[int, psutil.Process] = {}  # every child the pool had
         self.new_pool = lambda: context.Pool(
             concurrency, initializer=_start_child, initargs=(policy, everyone_up, crawling)
         )
@@ -91,7 +91,10 @@ class Frontend:
             self._end_pool()
             with _main_script_hidden():
                 self.pool = self.new_pool()
-        self.seen_workers.update(worker.pid for worker in self.pool._pool)
+        for worker in self.pool._pool:
+            if worker.pid not in self.seen_workers:
+                with contextlib.suppress(psutil.Error):
+                    self.seen_workers[worker.pid] = psutil.Process(worker.pid)
         for task in tasks:
             self.sent_bytes += len(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
             self.pool.apply_async(
@@ -113,28 +116,24 @@ class Frontend:
         self._end_pool()
 
     def _end_pool(self) -> None:
+        """Read the children's cost, end the pool, then kill any child it lost track of."""
         workers = [worker.pid for worker in self.pool._pool]
-        self.unreaped = _add(self.unreaped, _usage(workers))
+        self.unreaped = _add(self.unreaped, _usage(self.seen_workers.values()))
         self.unreaped = _add(self.unreaped, _fork_server_usage(workers))
-        _kill(self.seen_workers | set(workers))
         # A child killed while it waited for a task (the OOM killer, or its fork server's
         # death) still holds the task queue's read lock, and terminate() would wait for that
-        # lock for ever. No child is left to take it, so a fresh one is safe.
+        # lock for ever; the children the pool knows are ended by terminate() itself.
         self.pool._inqueue._rlock = multiprocessing.get_context("forkserver").Lock()
         if not self.pool._worker_handler.is_alive():  # it died without telling the task
             self.pool._taskqueue.put(None)  # handler to end, which terminate() waits for
         self.pool.terminate()
         self.pool.join()
-
-
-def _kill(pids: set[int]) -> None:
-    """Every child the pool had, including any it lost track of: a child whose fork server
-    died looks dead to the pool but works on, and would outlive the crawl."""
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
-            if "forkserver" in " ".join(process.cmdline()):  # not a pid used again since
-                process.kill()
+        # A child whose fork server died looks dead to the pool but works on: end it too.
+        # psutil refuses to kill a pid that was used again since it was seen.
+        for child in self.seen_workers.values():
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        self.seen_workers.clear()
 
 
 @contextlib.contextmanager
@@ -156,14 +155,13 @@ Usage = tuple[float, float, int, int]  # user s, system s, voluntary, involuntar
 _charged: dict[int, Usage] = {}  # fork server pid -> its own usage charged to runs so far
 
 
-def _usage(pids: list[int]) -> Usage:
+def _usage(processes) -> Usage:
     """User and system CPU seconds and voluntary and involuntary context switches of these
     processes so far. A process already gone counts nothing: the fork server reaped it, and
     its time is lost to us (a child that died mid-crawl)."""
     total: Usage = (0.0, 0.0, 0, 0)
-    for pid in pids:
+    for process in processes:
         with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
             times, switches = process.cpu_times(), process.num_ctx_switches()
             own = (times.user, times.system, switches.voluntary, switches.involuntary)
             total = _add(total, own)
@@ -174,10 +172,12 @@ def _fork_server_usage(workers: list[int]) -> Usage:
     """The fork server's own work (importing the preloaded modules, forking) not yet charged
     to a run: it outlives the pool, serving every later pool of this process."""
     with contextlib.suppress(psutil.Error, IndexError):
-        server = psutil.Process(workers[0]).ppid()
+        server = psutil.Process(psutil.Process(workers[0]).ppid())
+        if server.ppid() != os.getpid():  # an orphan's parent is init: not ours to charge
+            return (0.0, 0.0, 0, 0)
         now = _usage([server])
-        before = _charged.get(server, (0.0, 0.0, 0, 0))
-        _charged[server] = now
+        before = _charged.get(server.pid, (0.0, 0.0, 0, 0))
+        _charged[server.pid] = now
         return _add(now, (-before[0], -before[1], -before[2], -before[3]))
     return (0.0, 0.0, 0, 0)
 

@@ -30,7 +30,7 @@ def is_html(content_type: str | None) -> bool:
 
 
 def parse_page(
-    url: str, body: bytes, headers: Mapping[str, str], parser: str = "beautifulsoup"
+    url: str, body: bytes, headers: Mapping[str, str], parser: str = PARSERS[0]
 ) -> ParsedPage:
     """Links in document order, resolved against `<base href>` (or the page URL), with
     `rel=nofollow` and `<meta name=robots content=nofollow>` marked so the frontier skips them."""

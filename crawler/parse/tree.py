@@ -4,13 +4,16 @@ It finds what the BeautifulSoup path finds, rule for rule: the same encodings tr
 same order with the same libxml2 parser, text joined the way `get_text(" ")` joins it, and the
 strings BeautifulSoup files apart (inside script, style, template, rt or rp below a tag it
 keeps) left out as it leaves them out. The tree is built in C and never becomes Python
-objects except for the few elements read, which is where the speed comes from.
+objects except for the few elements read, which is where the speed comes from. Where
+libxml2's tree builder stops short of its own events (nesting deeper than it builds, a
+conversion error), the page is BeautifulSoup's to read.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
+from crawler.parse import soup
 from crawler.parse.charset import candidates
 from crawler.parse.findings import Anchor, Findings, collapse, rel_tokens
 
@@ -19,6 +22,7 @@ _WANTED = ("a", "area", "base", "title", "meta", "link")  # what the BeautifulSo
 _APART = ("script", "style", "template", "rt", "rp")
 _APART_SET = frozenset(_APART)
 _WANTED_SET = frozenset(_WANTED)
+_DEEPEST = 250  # libxml2 builds trees 256 elements deep at most (without XML_PARSE_HUGE)
 
 
 class Unreadable(ValueError):
@@ -34,21 +38,33 @@ def find(body: bytes, content_type: str | None) -> Findings:
         except (UnicodeDecodeError, LookupError, etree.ParserError) as exc:
             rejected.append(f"{encoding}: {exc}")
             continue
+        except etree.XMLSyntaxError:  # a conversion error halfway: see _cut_short
+            return soup.find(body, content_type)
+        if root is not None and _cut_short(root):
+            return soup.find(body, content_type)
         return _found(root, encoding)
     raise Unreadable("no encoding could read the page (" + "; ".join(rejected) + ")")
 
 
 def _tree(markup: bytes, encoding: str):
-    """The page's root element, or None. Fed whole, then closed, as BeautifulSoup feeds lxml.
-    A conversion error stops libxml2 where it occurs: BeautifulSoup keeps what was read by
-    then (its parser target gets no error), so the tree read by then is kept here too."""
-    parser = etree.HTMLPullParser(events=("start",), tag="html", recover=True, encoding=encoding)
-    try:
-        parser.feed(markup)
-        return parser.close()
-    except etree.XMLSyntaxError:
-        started = [element for _, element in parser.read_events()]
-        return started[0] if started else None
+    """The page's root element, or None for an empty page. Fed whole, then closed, as
+    BeautifulSoup feeds lxml."""
+    parser = etree.HTMLParser(recover=True, encoding=encoding)  # may not know the name
+    parser.feed(markup)
+    return parser.close()
+
+
+def _cut_short(root) -> bool:
+    """Whether libxml2 stopped building the tree at its depth limit (hundreds of unclosed
+    <font> or <span> tags): it stops silently there, while BeautifulSoup, fed the parser's
+    events instead, reads on. Parsing halts with every element open, so the chain of last
+    children is then that deep; a page that deep is rare, and BeautifulSoup reads it the same.
+    A conversion error (an undefined windows-1252 byte) is handed over the same way."""
+    depth, element = 0, root
+    while len(element):
+        element = element[-1]
+        depth += 1
+    return depth >= _DEEPEST
 
 
 def _found(root, encoding: str) -> Findings:

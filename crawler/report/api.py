@@ -15,6 +15,7 @@ from typing import Any
 
 from crawler.errors import UsageError
 from crawler.frontends import BACKENDS
+from crawler.model import PARSERS
 from crawler.report import compare as comparing
 from crawler.report.assembly import Report, assemble
 from crawler.report.compare import CompareProgress, Comparison
@@ -54,7 +55,7 @@ def compare(
     *,
     backends: Sequence[str] = BACKENDS,
     concurrency: Sequence[int] = (16, 64, 256),
-    parsers: Sequence[str] = ("beautifulsoup",),
+    parsers: Sequence[str] = PARSERS[:1],
     repeat: int = 1,
     db: str | None = None,
     report: str | os.PathLike | None = None,
