@@ -135,3 +135,17 @@ class TreeSite:
 def FixtureServer(*flags: str) -> ServerProcess:
     """`crawler fixtures serve FLAGS` in its own process, on a free port, as users run it."""
     return ServerProcess(*flags, command=[sys.executable, "-m", "crawler", "fixtures", "serve"])
+
+
+def wait_for_pages(db_url: str, count: int) -> None:
+    """Poll the database (as another reader would) until the crawl has stored `count` pages."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if os.path.exists(db_url.removeprefix("sqlite:///")):
+            try:
+                if query(db_url, "SELECT count(*) FROM pages")[0][0] >= count:
+                    return
+            except sqlite3.OperationalError:  # the schema may not be there yet
+                continue
+    raise AssertionError(f"the crawl did not reach {count} pages")

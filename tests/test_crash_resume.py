@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -19,25 +18,12 @@ from tests.helpers import (
     last_json,
     query,
     start_crawler,
+    wait_for_pages,
 )
 
 
 def stored_pages(db_url: str) -> list[str]:
     return [url for (url,) in query(db_url, "SELECT url FROM pages ORDER BY url")]
-
-
-def wait_for_pages(db_url: str, count: int) -> None:
-    """Poll the database (as another reader would) until the crawl has stored `count` pages."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        if os.path.exists(db_url.removeprefix("sqlite:///")):
-            try:
-                if query(db_url, "SELECT count(*) FROM pages")[0][0] >= count:
-                    return
-            except sqlite3.OperationalError:  # the schema may not be there yet
-                continue
-    raise AssertionError(f"the crawl did not reach {count} pages")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -6,9 +6,8 @@ import json
 import re
 import signal
 import subprocess
-import time
 
-from tests.helpers import ROOT, TreeSite, cli, last_json, start_crawler
+from tests.helpers import ROOT, TreeSite, cli, last_json, start_crawler, wait_for_pages
 
 
 def readme_example(name: str) -> dict:
@@ -63,7 +62,7 @@ def test_an_interrupted_crawl_ends_with_its_json_line(tmp_path):
         process = start_crawler(
             "crawl", site.url, "--concurrency", "4", "--json", "--db", db, output=subprocess.PIPE
         )
-        time.sleep(4)
+        wait_for_pages(db, 5)  # not a fixed sleep: a busy machine starts the crawl late
         process.send_signal(signal.SIGINT)
         stdout, _ = process.communicate(timeout=60)
     assert process.returncode == 130
