@@ -116,23 +116,26 @@ class Frontend:
         self._end_pool()
 
     def _end_pool(self) -> None:
-        """Read the children's cost, end the pool, then kill any child it lost track of."""
+        """Read the children's cost and end the pool; after a death, first kill every child
+        it had, including any it lost track of."""
         workers = [worker.pid for worker in self.pool._pool]
         self.unreaped = _add(self.unreaped, _usage(self.seen_workers.values()))
         self.unreaped = _add(self.unreaped, _fork_server_usage(workers))
-        # A child killed while it waited for a task (the OOM killer, or its fork server's
-        # death) still holds the task queue's read lock, and terminate() would wait for that
-        # lock for ever; the children the pool knows are ended by terminate() itself.
-        self.pool._inqueue._rlock = multiprocessing.get_context("forkserver").Lock()
-        if not self.pool._worker_handler.is_alive():  # it died without telling the task
-            self.pool._taskqueue.put(None)  # handler to end, which terminate() waits for
+        handler_alive = self.pool._worker_handler.is_alive()
+        replaced = set(self.seen_workers) - set(workers)  # died, or orphaned and working on
+        if replaced or not handler_alive:
+            # A child died (the OOM killer, or its fork server's death): one killed while it
+            # waited for a task still holds the task queue's read lock, and terminate() would
+            # wait for it for ever; a child whose fork server died works on, unseen by the
+            # pool. Every child goes (psutil refuses a pid used again), then the lock is new.
+            for child in self.seen_workers.values():
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            self.pool._inqueue._rlock = multiprocessing.get_context("forkserver").Lock()
+        if not handler_alive:  # it died without telling the task handler to end,
+            self.pool._taskqueue.put(None)  # which terminate() waits for
         self.pool.terminate()
         self.pool.join()
-        # A child whose fork server died looks dead to the pool but works on: end it too.
-        # psutil refuses to kill a pid that was used again since it was seen.
-        for child in self.seen_workers.values():
-            with contextlib.suppress(psutil.Error):
-                child.kill()
         self.seen_workers.clear()
 
 
