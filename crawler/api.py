@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +21,10 @@ import ada_url
 from sqlalchemy import Engine, insert, select, update
 
 from crawler.coordinator import Progress
-from crawler.errors import CrawlerError, DatabaseError, Interrupted, UsageError
+from crawler.errors import CrawlerError, DatabaseError, DeclaredDead, Interrupted, UsageError
 from crawler.fetch.guard import is_public_address
 from crawler.frontier.enqueue import enqueue
-from crawler.model import CrawlSummary
+from crawler.model import CrawlSummary, SubmittedCrawl
 from crawler.policy.links import NewURL
 from crawler.runner import run_crawl
 from crawler.settings import CrawlSettings, RunSettings
@@ -137,6 +138,100 @@ def _load_crawl(engine: Engine, crawl: str | int):
     return row
 
 
+def submit(
+    seeds: Sequence[str],
+    *,
+    name: str,
+    db: str | None = None,
+    exists_ok: bool = False,
+    **settings: Any,
+) -> SubmittedCrawl:
+    """Create a crawl without running it: `worker` joins it, on any machine that reaches the
+    database. With `exists_ok`, a crawl of that name with the same seeds and settings is
+    taken as it is (a deployment that submits again on every start)."""
+    checked = CrawlSettings.checked(**settings)
+    canonical_seeds = _check_seeds(seeds)
+    _check_name(name)
+    engine = open_db(db)
+    try:
+        existing = retrying(engine, lambda conn: find_crawl_by_name(conn, name), read_only=True)
+        if existing is not None and exists_ok:
+            _check_same(existing, canonical_seeds, checked)
+            return SubmittedCrawl(existing.id, name, canonical_seeds, created=False)
+        if existing is not None:
+            raise UsageError(
+                f"a crawl named {name!r} exists already; join it with `crawler worker {name}` "
+                "or pick another --name"
+            )
+        if _check_reachable(canonical_seeds, checked.policy().connect_timeout):
+            checked = checked.with_public_seeds()
+        crawl_id = retrying(engine, lambda conn: _create(conn, name, canonical_seeds, checked))
+        return SubmittedCrawl(crawl_id, name, canonical_seeds, created=True)
+    finally:
+        engine.dispose()
+
+
+def worker(
+    crawl: str | int,
+    *,
+    backend: str = "threads",
+    concurrency: int = 16,
+    db: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    pool_returns: str = "pages",
+    parser: str | None = None,
+) -> CrawlSummary:
+    """Join a crawl (made by `submit`, or by `crawl` elsewhere) and work on it until it is
+    finished: nothing queued and no live run holding a lease. Any number of workers, each
+    with its own frontend, may work on one crawl at once. A finished crawl starts no run: the
+    summary has no run_id."""
+    run = RunSettings.checked(
+        backend=backend, concurrency=concurrency, pool_returns=pool_returns, parser=parser
+    )
+    engine = open_db(db, create=False)
+    try:
+        row = _load_crawl(engine, crawl)
+        if row.state == "finished":
+            counts = retrying(engine, lambda conn: totals(conn, row.id), read_only=True)
+            return CrawlSummary(row.id, row.name, "finished", **counts, run=None)
+        return run_crawl(engine, row.id, run, on_progress, rejoin="worker")
+    finally:
+        engine.dispose()
+
+
+def _check_name(name: str | None) -> None:
+    if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
+        raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
+
+
+def _check_same(row, seeds: list[str], settings: CrawlSettings) -> None:
+    """A crawl submitted again must be the same crawl, or the name is taken."""
+    stored = CrawlSettings.from_json(row.settings)
+    if list(row.seeds) != seeds or replace(stored, block_private_addresses=False) != replace(
+        settings, block_private_addresses=False
+    ):
+        raise UsageError(
+            f"a crawl named {row.name!r} exists already with other seeds or settings; "
+            "pick another --name"
+        )
+
+
+def _create(conn, name: str, seeds: list[str], settings: CrawlSettings) -> int:
+    """The crawl's row and its seeds in the frontier."""
+    crawl_id = conn.execute(
+        insert(crawls_t).returning(crawls_t.c.id),
+        {
+            "name": name,
+            "seeds": seeds,
+            "settings": settings.to_json(),
+            "state": "running",
+            "urls_started": 0,
+        },
+    ).scalar_one()
+    enqueue(conn, crawl_id, [NewURL.of(seed, depth=0) for seed in seeds])
+    return crawl_id
+
+
 def crawl(
     seeds: Sequence[str],
     *,
@@ -155,8 +250,7 @@ def crawl(
         backend=backend, concurrency=concurrency, pool_returns=pool_returns, parser=parser
     )
     checked = CrawlSettings.checked(**settings)
-    if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
-        raise UsageError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
+    _check_name(name)
     canonical_seeds = _check_seeds(seeds)
     engine = open_db(db)
     name = name or f"crawl-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
@@ -168,21 +262,7 @@ def crawl(
     if _check_reachable(canonical_seeds, checked.policy().connect_timeout):
         checked = checked.with_public_seeds()
 
-    def create(conn) -> int:
-        crawl_id = conn.execute(
-            insert(crawls_t).returning(crawls_t.c.id),
-            {
-                "name": name,
-                "seeds": canonical_seeds,
-                "settings": checked.to_json(),
-                "state": "running",
-                "urls_started": 0,
-            },
-        ).scalar_one()
-        enqueue(conn, crawl_id, [NewURL.of(seed, depth=0) for seed in canonical_seeds])
-        return crawl_id
-
-    crawl_id = retrying(engine, create)
+    crawl_id = retrying(engine, lambda conn: _create(conn, name, canonical_seeds, checked))
     try:
         return run_crawl(engine, crawl_id, run, on_progress)
     finally:
@@ -258,9 +338,12 @@ __all__ = [
     "CrawlSettings",
     "CrawlerError",
     "DatabaseError",
+    "DeclaredDead",
     "Interrupted",
     "UsageError",
     "crawl",
     "resume",
+    "submit",
     "upgrade_db",
+    "worker",
 ]

@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from dataclasses import asdict, replace
@@ -232,6 +233,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(resume, CrawlSettings, only=RESUME_BUDGETS, inherited="the crawl's own")
     _add_db(resume)
 
+    submit = commands.add_parser(
+        "submit",
+        help="create a crawl for workers to join, without running it",
+        description="Create a crawl (its seeds and settings) without running it; "
+        "`crawler worker NAME` joins it, on any machine that reaches the database, with any "
+        "frontend. `crawler crawl` is submit plus one local worker.",
+    )
+    submit.add_argument("seeds", nargs="+", metavar="SEED", help="http(s) URL to start from")
+    submit.add_argument("--name", required=True, help="the unique name workers join it by")
+    submit.add_argument(
+        "--exists-ok",
+        action="store_true",
+        help="a crawl of that name with the same seeds and settings is fine (exit 0)",
+    )
+    submit.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    _add_settings(submit, CrawlSettings)
+    _add_db(submit)
+
+    worker = commands.add_parser(
+        "worker",
+        help="join a crawl and work on it until it is finished",
+        description="Join a crawl made by `crawler submit` (or `crawl`) and work on it with "
+        "this frontend until nothing is queued and no live worker holds a lease; then exit 0. "
+        "Any number of workers, on any machines and with any frontends, share one crawl "
+        "through the database (PostgreSQL across machines). A worker silent for longer than "
+        "the crawl's --worker-timeout is dead to the others, which take its URLs back; if it "
+        "wakes, it stops with exit code 3.",
+    )
+    _add_crawl(worker)
+    _add_run(worker)
+    _add_db(worker)
+
     crawls = commands.add_parser(
         "crawls",
         help="list the crawls in a database and where each stands",
@@ -439,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (
         crawl,
         resume,
+        submit,
+        worker,
         crawls,
         status,
         pages,
@@ -531,7 +566,7 @@ def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
 
 def _print_failure(args: argparse.Namespace, state: str, error: str, summary) -> None:
     """With --json, a crawl or resume says how it ended on stdout too, whatever ended it."""
-    if not getattr(args, "json", False) or args.command not in ("crawl", "resume"):
+    if not getattr(args, "json", False) or args.command not in ("crawl", "resume", "worker"):
         return
     if summary is None:  # no run had started
         summary = CrawlSummary(None, None, state, None, None, None, None, None, run=None)
@@ -577,6 +612,28 @@ def _run(args: argparse.Namespace) -> int:
                 on_progress=show,
                 **_given_settings(args),
             )
+        _print_summary(summary, args.json)
+    elif args.command == "submit":
+        submitted = crawler.submit(
+            args.seeds,
+            name=args.name,
+            db=args.db,
+            exists_ok=args.exists_ok,
+            **_given_settings(args),
+        )
+        if args.json:
+            print(_json(submitted))
+        else:
+            made = "submitted" if submitted.created else "exists already, the same"
+            where = f" --db {shlex.quote(args.db)}" if args.db else ""
+            print(
+                f"crawl {submitted.name} (id {submitted.crawl_id}) {made}: "
+                f"{len(submitted.seeds)} seed(s); start workers with "
+                f"`crawler worker {shlex.quote(submitted.name)}{where}`"
+            )
+    elif args.command == "worker":
+        with ProgressLine(err.is_terminal and not args.json) as show:
+            summary = crawler.worker(args.crawl, **_given_run(args), db=args.db, on_progress=show)
         _print_summary(summary, args.json)
     elif args.command in QUESTIONS:
         _answer(args)
@@ -900,12 +957,15 @@ def main(argv: list[str] | None = None) -> int:
     except crawler.CrawlerError as exc:
         print(f"crawler: error: {exc}", file=sys.stderr)
         state = "interrupted" if isinstance(exc, crawler.Interrupted) else "failed"
+        state = "dead" if isinstance(exc, crawler.DeclaredDead) else state
         _print_failure(args, state, str(exc), exc.summary)
         return exc.exit_code
     except KeyboardInterrupt:
         message = "interrupted"
         if args.command in ("crawl", "resume"):
             message = "interrupted; what finished is stored, continue with `crawler resume`"
+        elif args.command == "worker":
+            message = "interrupted; what finished is stored, rejoin with `crawler worker`"
         print(f"crawler: {message}", file=sys.stderr)
         _print_failure(args, "interrupted", message, None)
         return 130

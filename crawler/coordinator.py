@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Protocol
 
@@ -197,6 +197,7 @@ class Coordinator:
     def _crawl(self) -> None:
         while True:
             self.stop.check()
+            self.frontier.beat()
             if len(self.in_flight) <= self.concurrency:
                 self._submit(self._lease(2 * self.concurrency - len(self.in_flight)))
             if not self.in_flight:
@@ -246,10 +247,13 @@ class Coordinator:
             return True  # given back as lost meanwhile: its URL is someone else's now
         if isinstance(outcome, BaseException):
             return False
+        clock = self.frontier.clock
+        if clock.offset:  # taken on this machine's clock: the frontier decides on the database's
+            outcome = replace(outcome, started_at=clock.from_local(outcome.started_at))
         if not self.done:
             self.oldest_done = perf_counter()
         self.done.append(outcome)
-        self.pending.add(outcome, time.time())
+        self.pending.add(outcome, clock.now())
         if log.isEnabledFor(logging.DEBUG):  # the hot path: nothing more when it is off
             log.debug(
                 "fetched %s: %s, %.0f ms (attempt %d)",

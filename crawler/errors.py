@@ -27,3 +27,10 @@ class Interrupted(CrawlerError):
 class DatabaseError(CrawlerError):
     """The database failed in a way waiting does not mend: full, read-only, gone for longer than
     the retry window. What was stored before stays consistent and resumable."""
+
+
+class DeclaredDead(CrawlerError):
+    """This run was silent past the crawl's worker timeout (paused, or cut off from the
+    database), so the other workers took its URLs over; it stops without storing more."""
+
+    exit_code = 3

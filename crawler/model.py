@@ -130,3 +130,13 @@ class CrawlSummary:
     skipped: int | None  # URLs never fetched: robots.txt, host limits, a failing host
     run: RunSummary | None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedCrawl:
+    """A crawl `submit` made (or found, with exists_ok), for workers to join by its name."""
+
+    crawl_id: int
+    name: str
+    seeds: list[str]
+    created: bool

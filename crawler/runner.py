@@ -16,7 +16,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from crawler import frontends
 from crawler.coordinator import Coordinator, Progress
-from crawler.errors import DatabaseError, Interrupted
+from crawler.errors import DatabaseError, DeclaredDead, Interrupted
 from crawler.frontier.repository import Frontier
 from crawler.log_text import changed_settings
 from crawler.model import CrawlSummary, RunSummary
@@ -24,6 +24,7 @@ from crawler.policy.rules import CrawlRules
 from crawler.robots_cache import RobotsKeeper
 from crawler.runs import RunMeter, machine, process_alive, this_host
 from crawler.settings import CrawlSettings, RunSettings
+from crawler.store.clock import DatabaseClock
 from crawler.store.failures import retrying
 from crawler.store.models import Crawl, Run, utcnow
 from crawler.store.queries import totals
@@ -38,11 +39,17 @@ def run_crawl(
     crawl_id: int,
     run: RunSettings,
     on_progress: Callable[[Progress], None] | None = None,
+    *,
+    rejoin: str = "resume",
 ) -> CrawlSummary:
     """Work on the crawl until it is finished; raises Interrupted on Ctrl-C, DatabaseError when
-    the database fails for good."""
+    the database fails for good, DeclaredDead when the other workers took this run's work over.
+    `rejoin`: the command that takes the crawl up again (resume, or worker)."""
     crawl_row = retrying(engine, lambda conn: _crawl_row(conn, crawl_id), read_only=True)
-    then = f"continue the crawl with `crawler resume {crawl_row.name}`"
+    if rejoin == "worker":
+        then = f"join it again with `crawler worker {crawl_row.name}`"
+    else:
+        then = f"continue the crawl with `crawler resume {crawl_row.name}`"
     settings = CrawlSettings.from_json(crawl_row.settings)
     rules = CrawlRules.for_crawl(crawl_row.seeds, settings)
     frontend = frontends.load(run.backend, pool_returns=run.pool_returns)
@@ -67,6 +74,7 @@ def run_crawl(
         run_id,
         rules,
         lease_seconds=settings.lease_seconds,
+        worker_timeout=settings.worker_timeout,
         robots=robots,
         then=then,
     )
@@ -74,7 +82,8 @@ def run_crawl(
     policy = replace(settings.policy(), parser=run.parser)
     coordinator = Coordinator(frontier, frontend, policy, run.concurrency, on_progress=on_progress)
     state, error, report = "failed", None, None
-    raised: Interrupted | DatabaseError | None = None  # carries the summary to the CLI's --json
+    # carries the summary to the CLI's --json
+    raised: Interrupted | DatabaseError | DeclaredDead | None = None
     try:
         _reclaim_dead_runs(engine, frontier)
         report = coordinator.run()
@@ -86,6 +95,15 @@ def run_crawl(
     except DatabaseError as exc:
         error, raised = str(exc), exc
         raise
+    except DeclaredDead:
+        state = "dead"
+        error = (
+            f"this worker (run {run_id}) was silent for more than {settings.worker_timeout:g} s "
+            "(paused, or cut off from the database), so the other workers took its URLs over; "
+            f"it stopped without storing more; {then}"
+        )
+        raised = DeclaredDead(error)
+        raise raised from None
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
@@ -186,6 +204,7 @@ def _start_run(conn, crawl_id: int, run: RunSettings) -> int:
             "hostname": this_host(),
             "pid": os.getpid(),
             "state": "running",
+            "heartbeat_at": DatabaseClock().read(conn),
             "pages": 0,
             "fetches": 0,
             "errors": 0,

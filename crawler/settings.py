@@ -178,6 +178,15 @@ class CrawlSettings:
         group="politeness",
         **_seconds(),
     )
+    worker_timeout: float = setting(
+        30.0,
+        "a worker whose heartbeat is this old is dead to the others, and its URLs go back to "
+        "the queue (a worker paused this long is stopped when it wakes)",
+        parse=float,
+        check=lambda v: 3.0 <= v <= MAX_SECONDS,
+        must=f"a number of seconds, 3 to {MAX_SECONDS:g}",
+        metavar="S",
+    )
     block_private_addresses: bool = setting(
         False, "refuse to connect to non-public addresses (set when a seed is public)", cli=False
     )
@@ -225,6 +234,11 @@ class CrawlSettings:
             max_body_bytes=self.max_body_bytes,
             block_private_addresses=self.block_private_addresses,
         )
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Six beats fit in the timeout: a late one or two never make a live worker dead."""
+        return self.worker_timeout / 6
 
     @property
     def lease_seconds(self) -> float:

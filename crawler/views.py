@@ -122,6 +122,7 @@ RUN_COLUMNS: list[Column] = [
     ("state", lambda r: r.state),
     ("host:pid", lambda r: f"{r.hostname}:{r.pid}"),
     ("started", lambda r: r.started_at[5:19].replace("T", " ")),
+    ("beat", lambda r: None if r.heartbeat_s_ago is None else f"{r.heartbeat_s_ago:.0f}s ago"),
     ("pages", lambda r: r.pages),
     ("secs", lambda r: r.wall_s),
     ("pages/s", lambda r: r.pages_per_s),

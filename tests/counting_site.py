@@ -27,6 +27,7 @@ class CountingSite:
         self.robots = robots or {}
         self.lock = threading.Lock()
         self.requests: list[tuple[int, str, float, float]] = []  # host, path, start, end
+        self.robots_fetched = dict.fromkeys(range(hosts), 0)
         self.servers = [self._server(h) for h in range(hosts)]
         self.threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self.servers]
 
@@ -39,6 +40,8 @@ class CountingSite:
             def do_GET(self) -> None:
                 started = time.monotonic()
                 if self.path == "/robots.txt":
+                    with site.lock:
+                        site.robots_fetched[host] += 1
                     body = site.robots.get(host)
                     self._answer(200 if body is not None else 404, body or "", "text/plain")
                     return

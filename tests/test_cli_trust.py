@@ -152,9 +152,11 @@ def test_the_readme_command_table_lists_every_command_and_its_options():
             flags = [f for f in action.option_strings if f.startswith("--")]
             if not flags or flags[0] in ("--help", "--verbose"):
                 continue
-            # crawl's settings (compare takes them too) are in the tables below the commands
+            # crawl's settings (compare and submit take them too) are in the tables below the
+            # commands
             setting = action.dest in crawl_settings
-            where = readme if name == "crawl" or (name == "compare" and setting) else rows[name]
+            shared = name in ("compare", "submit") and setting
+            where = readme if name == "crawl" or shared else rows[name]
             assert flags[0] in where, f"{flags[0]} of crawler {name} is not in the README"
 
 

@@ -87,8 +87,9 @@ def test_a_killed_crawl_is_stuck_once_its_leases_lapse_and_a_resume_mends_it(any
             conn.execute(text("UPDATE runs SET hostname = 'another-machine'"))
         assert (listed(any_db)["state"], listed(any_db)["live_runs"]) == ("running", 1)
         with engine.begin() as conn:
-            # ... and the 120 s a lease lasts have passed: its leases lapsed, and it has
-            # stored nothing since.
+            # ... and the 120 s a lease lasts have passed: its leases lapsed, it has stored
+            # nothing since, and its last heartbeat is as old.
+            conn.execute(text("UPDATE runs SET heartbeat_at = heartbeat_at - 1000"))
             conn.execute(text("UPDATE leases SET expires_at = expires_at - 1000"))
             conn.execute(text("UPDATE fetches SET started_at = started_at - 1000"))
         engine.dispose()

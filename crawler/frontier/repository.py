@@ -4,8 +4,8 @@ Only the coordinator of a process uses it, from one thread."""
 
 from __future__ import annotations
 
+import logging
 import random
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from crawler.frontier.enqueue import enqueue
 from crawler.frontier.leasing import Lease, LeaseRequest, RobotsGate, adopt, lease
+from crawler.frontier.liveness import beat, bury_silent
 from crawler.frontier.recovery import give_back, release_runs
 from crawler.frontier.storing import BatchPlan, Stored, store_batch
 from crawler.frontier.tables import crawls_t, hosts_t
@@ -22,7 +23,10 @@ from crawler.model import FetchResult, FetchTask
 from crawler.policy.admission import Held
 from crawler.policy.links import NewURL, RecentKeys, sitemap_urls
 from crawler.policy.rules import CrawlRules
+from crawler.store.clock import DatabaseClock
 from crawler.store.failures import retrying
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class Frontier:
         rules: CrawlRules,
         *,
         lease_seconds: float = 120.0,
+        worker_timeout: float = 30.0,
         robots: RobotsGate | None = None,
         then: str = "run the command again",
     ) -> None:
@@ -67,6 +72,11 @@ class Frontier:
         self.run_id = run_id
         self.rules = rules
         self.lease_seconds = lease_seconds
+        self.worker_timeout = worker_timeout
+        self.clock = DatabaseClock()
+        self.buried: list[int] = []  # runs this one declared dead
+        self._beaten = perf_counter()  # when this run's last heartbeat got through
+        self._steady_since = self._beaten  # since when its beats got through on time
         self.robots = robots
         self.recent = RecentKeys()
         self.rng = random.Random()
@@ -93,7 +103,7 @@ class Frontier:
         def work(conn: Connection) -> Lease:
             nonlocal tries
             tries += 1
-            now = time.time()
+            now = self.clock.read(conn)
             if tries > 1 and (adopted := adopt(conn, request, now)):
                 return Lease(adopted)
             if self.robots is not None and self.robots.unsettled:
@@ -106,10 +116,10 @@ class Frontier:
     def store(self, results: list[FetchResult]) -> Stored:
         """Store a batch in one transaction (see frontier.storing)."""
         started = perf_counter()
-        plan = BatchPlan.of(results, self.rules, self.recent, time.time(), self.rng)
+        plan = BatchPlan.of(results, self.rules, self.recent, self.clock.now(), self.rng)
         stored = self._transaction(
             lambda conn: store_batch(
-                conn, self.crawl_id, self.run_id, plan, self.rules, time.time()
+                conn, self.crawl_id, self.run_id, plan, self.rules, self.clock.read(conn)
             )
         )
         stored.log()
@@ -117,6 +127,39 @@ class Frontier:
             self.recent.add(url.key, url.depth)
         self.store_s += perf_counter() - started
         return stored
+
+    def beat(self) -> None:
+        """The heartbeat (see frontier.liveness), at most every sixth of the worker timeout;
+        raises DeclaredDead once the others have taken this run's work over. The silent runs
+        of others are judged only once this run's own beats have got through on time for a
+        whole timeout: after a database restart, the others have had time to beat again."""
+        started = perf_counter()
+        if started - self._beaten < self.worker_timeout / 6:
+            return
+        steady = started - self._beaten <= self.worker_timeout / 2
+        judge = steady and started - self._steady_since >= self.worker_timeout
+
+        def work(conn: Connection) -> list[int]:
+            now = self.clock.read(conn)
+            beat(conn, self.run_id, now)
+            if not judge:
+                return []
+            return bury_silent(conn, self.crawl_id, self.run_id, now, self.worker_timeout)
+
+        buried = self._transaction(work)
+        done = perf_counter()
+        if done - self._beaten > self.worker_timeout / 2:
+            self._steady_since = done  # a gap (a restart, a pause): steady for a timeout again
+        self._beaten = done
+        if buried:
+            log.warning(
+                "runs %s of crawl %d were silent for %g s: declared dead, their URLs back "
+                "in the queue",
+                ", ".join(map(str, buried)),
+                self.crawl_id,
+                self.worker_timeout,
+            )
+            self.buried.extend(buried)
 
     def enqueue(self, urls: Iterable[NewURL]) -> int:
         urls = list(urls)

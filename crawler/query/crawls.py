@@ -12,7 +12,6 @@ resumed.
 from __future__ import annotations
 
 import shlex
-import time
 from collections import defaultdict
 
 from sqlalchemy import Connection, func, select
@@ -25,6 +24,7 @@ from crawler.query.results import (
 )
 from crawler.runs import process_alive, this_host
 from crawler.settings import CrawlSettings
+from crawler.store.clock import DatabaseClock
 from crawler.store.models import DONE, FAILED, QUEUED, RETRY, SKIPPED
 from crawler.store.tables import crawls_t, fetches_t, frontier_t, hosts_t, leases_t, pages_t, runs_t
 
@@ -71,19 +71,23 @@ def runs_of(conn: Connection, crawl_row, now: float) -> list[RunInfo]:
     """The crawl's runs, oldest first; a running one whose process is gone (on this machine)
     or that has shown no sign of life for a lease's time (elsewhere) is dead."""
     crawl_id = crawl_row.id
-    window = CrawlSettings.from_json(crawl_row.settings).lease_seconds
+    settings = CrawlSettings.from_json(crawl_row.settings)
+    window = settings.lease_seconds
     r = runs_t.c
     rows = conn.execute(select(runs_t).where(r.crawl_id == crawl_id).order_by(r.id)).all()
     host = this_host()
     runs = []
 
     for row in rows:
-        state = row.state
+        state, beat_ago = row.state, None
         if state == "running":
-            if row.hostname == host:
-                alive = process_alive(row.pid, row.started_at)
+            if row.heartbeat_at is not None:  # schema 0007 on: the heartbeat says
+                beat_ago = round(max(0.0, now - row.heartbeat_at), 1)
+                alive = beat_ago < settings.worker_timeout
             else:
                 alive = _live_elsewhere(conn, crawl_id, row.id, now, window)
+            if row.hostname == host:
+                alive = alive and process_alive(row.pid, row.started_at)
             state = "running" if alive else "dead"
         cpu = None
         if row.user_cpu_s is not None:
@@ -105,6 +109,7 @@ def runs_of(conn: Connection, crawl_row, now: float) -> list[RunInfo]:
                 cpu_s=cpu,
                 peak_rss_kb=row.peak_rss_kb,
                 error=row.error,
+                heartbeat_s_ago=beat_ago,
             )
         )
     return runs
@@ -160,7 +165,7 @@ def crawl_info(
 ) -> CrawlInfo:
     """One crawl as `crawler crawls` lists it; `db`: the --db to name in the next step;
     `urls` and `runs`: its URL counts and its runs, when the caller has them already."""
-    now = time.time() if now is None else now
+    now = DatabaseClock().read(conn) if now is None else now
     crawl_id = crawl_row.id
     urls = url_counts(conn, crawl_id) if urls is None else urls
     runs = runs_of(conn, crawl_row, now) if runs is None else runs
@@ -202,7 +207,7 @@ def crawl_info(
 
 def list_crawls(conn: Connection, *, db: str | None = None) -> list[CrawlInfo]:
     rows = conn.execute(select(crawls_t).order_by(crawls_t.c.id)).all()
-    now = time.time()
+    now = DatabaseClock().read(conn)  # the clock the leases were written on
     return [crawl_info(conn, row, db=db, now=now) for row in rows]
 
 

@@ -4,7 +4,6 @@ answers as fast on a crawl of a million URLs as on a small one."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, func, literal_column, select
@@ -14,6 +13,7 @@ from crawler.query.common import is_last_attempt, iso, last_fetch_id, ms, ranked
 from crawler.query.crawls import counts_by_host_and_depth
 from crawler.query.options import DEFAULT_LIMIT
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
+from crawler.store.clock import DatabaseClock
 from crawler.store.models import STATES
 from crawler.store.tables import fetches_t, frontier_t, hosts_t, links_t, pages_t, robots_t
 from crawler.urls import url_key
@@ -344,7 +344,7 @@ def list_hosts(conn: Connection, crawl_id: int, *, limit: int = DEFAULT_LIMIT) -
     """Each host with the most URLs first: its URLs by outcome, its attempts and how long they
     took (median and 95th percentile), its robots.txt verdict and its breaker. (Its failed
     attempts are not counted: that would read each one; `errors` counts them by kind.)"""
-    now = time.time()
+    now = DatabaseClock().read(conn)  # the clock the leases were written on
     fe = fetches_t.c
     urls, _ = counts_by_host_and_depth(conn, crawl_id)
     fetches = dict(

@@ -60,7 +60,8 @@ class CrawlInfo:
 @dataclass(frozen=True, slots=True)
 class RunInfo:
     """One run that worked on a crawl, with what it cost. `state` is the row's, except that a
-    run whose process on this machine is gone shows as dead."""
+    running run whose process on this machine is gone, or whose heartbeat is older than the
+    crawl's worker timeout, shows as dead."""
 
     run_id: int
     backend: str
@@ -77,6 +78,7 @@ class RunInfo:
     cpu_s: float | None
     peak_rss_kb: int | None
     error: str | None
+    heartbeat_s_ago: float | None = None  # a running run's last sign of life, database clock
 
 
 @dataclass(frozen=True, slots=True)

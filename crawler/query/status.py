@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import Connection, func, select
 
 from crawler.query.common import iso
@@ -18,6 +16,7 @@ from crawler.query.results import (
     SkipCount,
     URLCounts,
 )
+from crawler.store.clock import DatabaseClock
 from crawler.store.models import SKIPPED
 from crawler.store.tables import fetches_t, frontier_t, leases_t
 
@@ -149,7 +148,7 @@ def _verdict(info: CrawlInfo, lease: LeaseInfo | None) -> str:
 def crawl_status(
     conn: Connection, crawl_row, *, db: str | None = None, limit: int = 20
 ) -> CrawlStatus:
-    now = time.time()
+    now = DatabaseClock().read(conn)  # the clock the leases were written on
     by_host, by_depth = counts_by_host_and_depth(conn, crawl_row.id)
     totals = {name: sum(group[name] for group in by_host.values()) for name in STATE_NAMES}
     runs = runs_of(conn, crawl_row, now)

@@ -173,6 +173,9 @@ def _sqlite_engine(raw: str, parsed: URL, read_only: bool) -> Engine:
     return engine.execution_options(read_only=read_only, busy_timeout_s=busy_s)
 
 
+IDLE_IN_TRANSACTION_MS = 10_000  # our transactions never wait on anything but the database
+
+
 def make_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
     """An engine for `url` (default: $CRAWLER_DB, else ./crawl.db). Raises DatabaseURLError
     for a URL we cannot use and DatabaseOpenError for a file that is not ours. A read-only
@@ -195,7 +198,12 @@ def make_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
             f"database {parsed.drivername!r} is not supported; use sqlite:///FILE or "
             "postgresql+psycopg://user:pass@host/dbname"
         )
-    connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+    # A worker paused or wedged inside a transaction would hold its hosts' row locks, and
+    # every other worker would wait on them for ever: the server ends such a transaction.
+    options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    connect_args = {"options": options}
     try:
         engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except (NoSuchModuleError, ImportError, ArgumentError, ValueError) as exc:

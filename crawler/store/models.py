@@ -246,6 +246,11 @@ class Run(Base):
         String(20), default="running", doc="running|finished|interrupted|failed|dead"
     )
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[float | None] = mapped_column(
+        Float,
+        doc="the run's last sign of life, on the database's clock (epoch seconds); a run "
+        "whose heartbeat is older than the crawl's worker_timeout is dead to the others",
+    )
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     wall_s: Mapped[float | None] = mapped_column(Float)
     startup_s: Mapped[float | None] = mapped_column(Float, doc="pool or loop start-up")
