@@ -31,6 +31,7 @@ bench: $(STAMP)
 	.ci/ensure-postgres
 	$(BIN)/python -m fixtures.bench
 	$(BIN)/python -m crawler.bench_frontier
+	$(BIN)/python -m crawler.bench_distributed
 	$(BIN)/python -m crawler.bench
 	$(BIN)/python -m crawler.bench_query
 

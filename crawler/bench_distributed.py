@@ -8,7 +8,8 @@
    at once, for `--seconds`. A claim is one URL leased and stored done: the whole frontier
    work of one page but the links. On PostgreSQL and on SQLite.
 2. Workers on a slow site: 1, 2 and 4 `crawler worker` processes (asyncio, concurrency 16
-   each) on one crawl of a generated site with 200 ms of latency per page, in PostgreSQL.
+   each; with BeautifulSoup, then lxml) on one crawl of a generated site with 200 ms of
+   latency per page, in PostgreSQL, the rounds interleaved.
    Pages per second run from the first run's start to the last run's end (the runs' own
    rows, so interpreter start-up is left out); 4 workers should reach 3.5 times one.
 
@@ -18,12 +19,15 @@ Figures from one run on a shared machine; the claimers and the database share it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
+import statistics
 import subprocess
 import sys
 import time
 from time import perf_counter
 
+import psutil
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import insert, select, text
@@ -81,6 +85,21 @@ def _claimer(url: str, crawl_id: int, seeds: list[str], seconds: float, start_at
     out.put((claimed, leases))
 
 
+def server_cpu_s(pid: int | None) -> float:
+    """CPU seconds the database server has used: the postmaster, its live backends and those
+    it has reaped (0 for SQLite, which runs inside the claimers)."""
+    if pid is None:
+        return 0.0
+    postmaster = psutil.Process(pid)
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
 def claims_per_second(url: str, crawl_id: int, seeds: list[str], claimers: int, seconds: float):
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
@@ -95,12 +114,16 @@ def claims_per_second(url: str, crawl_id: int, seeds: list[str], claimers: int, 
     for proc in procs:
         proc.join()
     claimed = sum(r[0] for r in results)
-    return claimed / seconds, sum(r[1] for r in results) / seconds
+    return claimed, sum(r[1] for r in results)
 
 
 def bench_claims(args, console: Console) -> None:
-    table = Table(title=f"frontier claims per second (lease {LEASE}, store at once; no HTTP)")
-    for column in ("database", "claimers", "URLs claimed and stored /s", "lease transactions /s"):
+    table = Table(
+        title=f"frontier claims per second ({args.queued:,} URLs queued on {args.hosts:,} hosts; "
+        f"lease {LEASE}, store at once; no HTTP)"
+    )
+    columns = ("database", "claimers", "claims /s", "leases /s", "server CPU ms / claim")
+    for column in columns:
         table.add_column(column, justify="right")
     with databases(args.db.split(",")) as fresh:
         for kind in args.db.split(","):
@@ -111,16 +134,35 @@ def bench_claims(args, console: Console) -> None:
                 engine = fresh(kind)
                 crawl_id, _, seeds = populate(engine, args.queued, args.hosts)
                 url = engine.url.render_as_string(hide_password=False)
+                server = _postmaster(engine) if kind == "postgresql" else None
                 engine.dispose()
-                rate, leases = claims_per_second(url, crawl_id, seeds, claimers, args.seconds)
-                table.add_row(kind, str(claimers), f"{rate:,.0f}", f"{leases:,.0f}")
+                cpu_before = server_cpu_s(server)
+                claimed, leases = claims_per_second(url, crawl_id, seeds, claimers, args.seconds)
+                cpu_ms = (server_cpu_s(server) - cpu_before) * 1000 / max(claimed, 1)
+                rate = claimed / args.seconds
+                table.add_row(
+                    kind,
+                    str(claimers),
+                    f"{rate:,.0f}",
+                    f"{leases / args.seconds:,.0f}",
+                    f"{cpu_ms:.2f}" if server else "in the claimers",
+                )
                 console.print(f"{kind}, {claimers} claimers: {rate:,.0f} claims/s")
     console.print(table)
 
 
-def _workers_once(cluster_url: str, site_url: str, workers: int, n: int) -> tuple[float, int]:
+def _postmaster(engine) -> int:
+    with engine.connect() as conn:
+        data_dir = conn.execute(text("SHOW data_directory")).scalar()
+    with open(f"{data_dir}/postmaster.pid") as pid_file:
+        return int(pid_file.readline())
+
+
+def _workers_once(
+    cluster_url: str, site_url: str, workers: int, n: int, parser: list[str]
+) -> tuple[float, int]:
     """Submit a crawl and run `workers` workers on it; pages/s from the runs' own rows."""
-    name = f"w{workers}-{n}"
+    name = f"w{workers}-{n}-{parser[-1]}"
     db = cluster_url
     crawler = [sys.executable, "-m", "crawler"]
     subprocess.run(
@@ -128,7 +170,18 @@ def _workers_once(cluster_url: str, site_url: str, workers: int, n: int) -> tupl
     )
     procs = [
         subprocess.Popen(
-            [*crawler, "worker", name, "--backend", "asyncio", "--concurrency", "16", "--db", db],
+            [
+                *crawler,
+                "worker",
+                name,
+                "--backend",
+                "asyncio",
+                "--concurrency",
+                "16",
+                *parser,
+                "--db",
+                db,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -155,13 +208,16 @@ def _workers_once(cluster_url: str, site_url: str, workers: int, n: int) -> tupl
 
 
 def bench_workers(args, console: Console) -> None:
+    """Rounds interleaved: each round runs 1, 2 and 4 workers with each parser in turn."""
     from fixtures.postgres import Cluster
     from fixtures.server import ServerProcess
 
     cluster = Cluster()
     cluster.start()
     flags = ["--pages", str(args.pages), "--page-kb", "4", "--latency-ms", "200", "--workers", "2"]
-    rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
+    flags += ["--hosts", str(args.site_hosts)]
+    parsers = args.parser.split(",")
+    rates: dict[tuple[str, int], list[float]] = {(p, w): [] for p in parsers for w in (1, 2, 4)}
     try:
         with ServerProcess(*flags) as site:
             subprocess.run(
@@ -170,23 +226,25 @@ def bench_workers(args, console: Console) -> None:
                 capture_output=True,
             )
             for n in range(args.rounds):
-                for workers in (1, 2, 4):
-                    rate, pages = _workers_once(cluster.url, site.url, workers, n)
-                    rates[workers].append(rate)
+                for parser, workers in rates:
+                    run = (workers, n, ["--parser", parser])
+                    rate, pages = _workers_once(cluster.url, site.url, *run)
+                    rates[parser, workers].append(rate)
                     console.print(
-                        f"round {n + 1}: {workers} worker(s), {pages} pages, {rate:.1f}/s"
+                        f"round {n + 1}: {workers} worker(s), {parser}, {pages} pages, {rate:.1f}/s"
                     )
     finally:
         cluster.stop()
     table = Table(
         title=f"workers on one crawl ({args.pages:,} pages, 200 ms each; asyncio, c16 each)"
     )
-    for column in ("workers", "pages/s (median)", "rounds", "× one worker"):
+    for column in ("parser", "workers", "pages/s (median)", "rounds", "× one worker"):
         table.add_column(column, justify="right")
-    one = sorted(rates[1])[len(rates[1]) // 2]
-    for workers, values in rates.items():
-        median = sorted(values)[len(values) // 2]
+    for (parser, workers), values in rates.items():
+        one = statistics.median(rates[parser, 1])
+        median = statistics.median(values)
         table.add_row(
+            parser,
             str(workers),
             f"{median:.1f}",
             ", ".join(f"{v:.1f}" for v in values),
@@ -206,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="postgresql,sqlite")
     parser.add_argument("--pages", type=int, default=4_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--parser", default="beautifulsoup,lxml", help="the workers' parsers, each in turn"
+    )
+    parser.add_argument("--site-hosts", type=int, default=1, help="hosts the site is spread on")
     parser.add_argument("--quick", action="store_true", help="smaller: for a first look")
     parser.add_argument("--only", choices=("claims", "workers"))
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ from crawler.frontier.tables import (
 )
 from crawler.policy.links import NewURL
 from crawler.store.models import QUEUED, RETRY
+from crawler.store.tables import in_crawl
 
 _deepen = (
     update(frontier_t)
@@ -49,11 +50,13 @@ def enqueue(
     changes: dict[str, HostCounts] | None = None,
     *,
     locked: bool = False,
+    known: dict | None = None,
 ) -> int:
     """Queue the URLs that are new; a URL already waiting (ready, or for a retry) that is
     found shallower takes the shallower depth, so a URL first reached on a slow deep path is
     still crawled at its true depth. Host counts go into `changes` (applied here when it is
-    None). Returns how many URLs were new. `locked`: the caller holds the hosts' rows."""
+    None). Returns how many URLs were new. `locked`: the caller holds the hosts' rows;
+    `known`: what `known_urls` read of these URLs before the lock was taken."""
     by_key = {url.key: url for url in urls}
     if not by_key:
         return 0
@@ -61,7 +64,12 @@ def enqueue(
     if not locked:
         ensure_hosts(conn, crawl_id, hosts)
         lock_hosts(conn, crawl_id, hosts)
-    existing = _existing(conn, crawl_id, sorted(by_key))
+    known = known or {}
+    # A row, once there, stays; only the URLs not seen before the lock, and those that
+    # may take a shallower depth (their state may have moved), are read again under it.
+    again = [key for key in sorted(by_key) if key not in known or _may_deepen(known[key], by_key)]
+    existing = {key: row for key, row in known.items() if key in by_key}
+    existing.update(_existing(conn, crawl_id, again))
     own_changes = changes is None
     changes = defaultdict(HostCounts) if changes is None else changes
     new = [url for key, url in sorted(by_key.items()) if key not in existing]
@@ -100,21 +108,37 @@ def enqueue(
     return len(new)
 
 
+def known_urls(conn: Connection, crawl_id: int, urls: Iterable[NewURL]) -> dict:
+    """The frontier rows these URLs already have, read before their hosts are locked, so that
+    most of a page's links (seen before) are not looked up while other workers wait."""
+    return _existing(conn, crawl_id, sorted({url.key for url in urls}))
+
+
+def _may_deepen(row, by_key: dict) -> bool:
+    return by_key[row.url_key].depth < row.depth and row.state in (QUEUED, RETRY)
+
+
 def _existing(conn: Connection, crawl_id: int, keys: list[str]) -> dict:
     """The frontier rows these keys already have, and whether each is ready now."""
     f, r = frontier_t.c, ready_t.c
+    # A subquery on the ready row's whole key, not a join: a join lets the planner read every
+    # ready row of a crawl it believes small, for each URL.
+    ready = (
+        select(r.url_key)
+        .where(
+            r.crawl_id == f.crawl_id,
+            r.host == f.host,
+            r.depth == f.depth,
+            r.url_key == f.url_key,
+        )
+        .scalar_subquery()
+    )
     found = {}
     for start in range(0, len(keys), 500):
         rows = conn.execute(
-            select(f.id, f.url_key, f.host, f.depth, f.state, r.url_key.label("ready"))
-            .outerjoin(
-                ready_t,
-                (r.crawl_id == f.crawl_id)
-                & (r.host == f.host)
-                & (r.depth == f.depth)
-                & (r.url_key == f.url_key),
+            select(f.id, f.url_key, f.host, f.depth, f.state, ready.label("ready")).where(
+                in_crawl(f.crawl_id, crawl_id), f.url_key.in_(keys[start : start + 500])
             )
-            .where(f.crawl_id == crawl_id, f.url_key.in_(keys[start : start + 500]))
         )
         found.update((row.url_key, row) for row in rows)
     return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, delete, update
 
-from crawler.frontier.enqueue import enqueue
+from crawler.frontier.enqueue import enqueue, known_urls
 from crawler.frontier.tables import (
     HostCounts,
     bump_counts,
@@ -121,7 +121,7 @@ def store_batch(
     stored = Stored()
     lead_hosts = {url.host for urls in plan.leads for url in urls}
     ensure_hosts(conn, crawl_id, {*plan.hosts, *lead_hosts})
-    host_rows = lock_hosts(conn, crawl_id, {*plan.hosts, *lead_hosts})
+    # The fence first, on the leases' own rows: a lease is deleted by one transaction only.
     closed = _close_leases(conn, plan)
     accepted = [i for i, r in enumerate(plan.results) if r.task.frontier_id in closed]
     stored.fenced = len(plan.results) - len(accepted)
@@ -130,6 +130,11 @@ def store_batch(
     fetch_ids = _insert_fetches(conn, crawl_id, run_id, plan, accepted)
     stored.fetches = len(accepted)
     stored.pages = _insert_pages_and_links(conn, crawl_id, plan, accepted, fetch_ids)
+    all_leads = [url for i in accepted for url in plan.leads[i]]
+    known = known_urls(conn, crawl_id, all_leads)
+    # Only now the hosts' rows, for their counts and new URLs: every other worker's lease
+    # skips a locked host, so they are held for the least work that needs them.
+    host_rows = lock_hosts(conn, crawl_id, {*plan.hosts, *lead_hosts})
     changes: dict[str, HostCounts] = defaultdict(HostCounts)
     leads: dict[str, NewURL] = {}
     for i in accepted:
@@ -146,7 +151,7 @@ def store_batch(
         for url in plan.leads[i]:
             if url.key not in leads or leads[url.key].depth > url.depth:
                 leads[url.key] = url
-    enqueue(conn, crawl_id, leads.values(), changes, locked=True)
+    enqueue(conn, crawl_id, leads.values(), changes, locked=True, known=known)
     stored.queued = list(leads.values())
     failing = _tally_hosts(conn, plan, accepted, host_rows, rules, now, stored.breakers)
     bump_counts(conn, crawl_id, changes)

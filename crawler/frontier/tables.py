@@ -7,7 +7,11 @@ the frontier's retry state (retrying).
 
 Lock order, which keeps two runs on PostgreSQL from deadlocking: a transaction that changes a
 host's URLs first locks that host's row (hosts in name order), and only then touches its
-frontier rows. A lease claims hosts with SKIP LOCKED, so it never waits for one.
+frontier rows. A lease claims hosts with SKIP LOCKED, so it never waits for one. Storing is
+the one exception: it deletes its own leases (the fence) and writes its fetches, pages and
+links before it locks the hosts, so that the rows every worker's lease wants are held only
+for the counts. Only a reclaim of the very lease being stored (it lapsed) can then deadlock
+with it; PostgreSQL ends one of the two, and it is tried again.
 """
 
 from __future__ import annotations

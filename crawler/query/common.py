@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from crawler.store.tables import fetches_t, frontier_t
+from crawler.store.tables import fetches_t, frontier_t, in_crawl
 from crawler.urls import BadURL, canonicalize, url_key
 
 
@@ -63,7 +63,7 @@ def frontier_row(conn: Connection, crawl_id: int, url: str):
         return None
     f = frontier_t.c
     return conn.execute(
-        select(frontier_t).where(f.crawl_id == crawl_id, f.url_key == url_key(canonical))
+        select(frontier_t).where(in_crawl(f.crawl_id, crawl_id), f.url_key == url_key(canonical))
     ).first()
 
 

@@ -15,7 +15,15 @@ from crawler.query.options import DEFAULT_LIMIT
 from crawler.query.results import ErrorCount, HostInfo, LinkInfo, PageInfo
 from crawler.store.clock import DatabaseClock
 from crawler.store.models import STATES
-from crawler.store.tables import fetches_t, frontier_t, hosts_t, links_t, pages_t, robots_t
+from crawler.store.tables import (
+    fetches_t,
+    frontier_t,
+    hosts_t,
+    in_crawl,
+    links_t,
+    pages_t,
+    robots_t,
+)
 from crawler.urls import url_key
 
 TARGETS_AT_ONCE = 500
@@ -225,7 +233,7 @@ def _targets(conn: Connection, crawl_id: int, urls: set[str]) -> dict[str, tuple
             select(f.url_key, f.state, fetch.c.status, fetch.c.error_kind)
             .select_from(frontier_t)
             .outerjoin(fetch, fetch.c.id == last_fetch_id(crawl_id, f.id))
-            .where(f.crawl_id == crawl_id, f.url_key.in_(listed[at : at + TARGETS_AT_ONCE]))
+            .where(in_crawl(f.crawl_id, crawl_id), f.url_key.in_(listed[at : at + TARGETS_AT_ONCE]))
         ):
             found[keys[row.url_key]] = (row.state, row.status, row.error_kind)
     return found

@@ -84,6 +84,11 @@ class FrontierEntry(Base):
         # The read side: counts by state, by host and by depth read this index alone, and a
         # listing of one state (or one host, through the states) seeks into it.
         Index("ix_frontier_state", "crawl_id", "state", "host", "depth"),
+        # Looking URLs up by their keys (dedup, `show`, link targets) goes through this one,
+        # with the crawl as a filter (see tables.in_crawl): the unique index leads with the
+        # crawl, and a crawl the planner's statistics do not know yet (a new one) looks so
+        # small that it would read the whole crawl through any index on the crawl instead.
+        Index("ix_frontier_url_key", "url_key"),
         # Skipped URLs by reason: only the skipped rows are in it.
         Index(
             "ix_frontier_skipped",

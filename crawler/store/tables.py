@@ -3,6 +3,8 @@ frontier's (the write side) and the questions' (the read side)."""
 
 from __future__ import annotations
 
+from sqlalchemy import literal_column
+
 from crawler.store.models import (
     Crawl,
     Fetch,
@@ -26,3 +28,10 @@ runs_t = Run.__table__
 fetches_t = Fetch.__table__
 pages_t = Page.__table__
 links_t = PageLink.__table__
+
+
+def in_crawl(column, crawl_id: int):
+    """`column = crawl_id`, written so that no index can serve it: a lookup by URL key then
+    goes through ix_frontier_url_key, whatever the statistics say of the crawl (a crawl too
+    new to be in them is estimated at one row, and its every row would be read instead)."""
+    return column + literal_column("0") == crawl_id
