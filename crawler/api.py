@@ -19,6 +19,7 @@ from typing import Any
 
 import ada_url
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from crawler.coordinator import Progress
 from crawler.errors import CrawlerError, DatabaseError, DeclaredDead, Interrupted, UsageError
@@ -165,7 +166,14 @@ def submit(
             )
         if _check_reachable(canonical_seeds, checked.policy().connect_timeout):
             checked = checked.with_public_seeds()
-        crawl_id = retrying(engine, lambda conn: _create(conn, name, canonical_seeds, checked))
+        try:
+            crawl_id = retrying(engine, lambda conn: _create(conn, name, canonical_seeds, checked))
+        except IntegrityError:  # another submit of the same name got there first
+            if not exists_ok:
+                raise UsageError(f"a crawl named {name!r} was just submitted by another") from None
+            existing = retrying(engine, lambda conn: find_crawl_by_name(conn, name), read_only=True)
+            _check_same(existing, canonical_seeds, checked)
+            return SubmittedCrawl(existing.id, name, canonical_seeds, created=False)
         return SubmittedCrawl(crawl_id, name, canonical_seeds, created=True)
     finally:
         engine.dispose()

@@ -545,9 +545,15 @@ def summary_table(summaries: list[CrawlSummary]) -> Table:
     return table
 
 
-def _print_summary(summary: CrawlSummary, as_json: bool) -> None:
+def _print_summary(summary: CrawlSummary, as_json: bool, command: str = "crawl") -> None:
     if as_json:
         print(json.dumps(asdict(summary)), flush=True)
+        return
+    if summary.run is None and command == "worker":
+        print(
+            f"crawl {summary.name} (id {summary.crawl_id}) is finished: {summary.pages} pages; "
+            "nothing for a worker to do"
+        )
         return
     if summary.run is None:
         print(
@@ -634,7 +640,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "worker":
         with ProgressLine(err.is_terminal and not args.json) as show:
             summary = crawler.worker(args.crawl, **_given_run(args), db=args.db, on_progress=show)
-        _print_summary(summary, args.json)
+        _print_summary(summary, args.json, "worker")
     elif args.command in QUESTIONS:
         _answer(args)
     elif args.command == "export":

@@ -185,6 +185,7 @@ class Coordinator:
             self.frontend.start(self.policy, self.concurrency, self.inbox.deliver)
             startup_s = perf_counter() - started
             try:
+                self.frontier.beat(force=True)  # alive to the others from now on
                 self._crawl()
             finally:
                 self.inbox.close()

@@ -24,7 +24,6 @@ from crawler.policy.rules import CrawlRules
 from crawler.robots_cache import RobotsKeeper
 from crawler.runs import RunMeter, machine, process_alive, this_host
 from crawler.settings import CrawlSettings, RunSettings
-from crawler.store.clock import DatabaseClock
 from crawler.store.failures import retrying
 from crawler.store.models import Crawl, Run, utcnow
 from crawler.store.queries import totals
@@ -98,9 +97,9 @@ def run_crawl(
     except DeclaredDead:
         state = "dead"
         error = (
-            f"this worker (run {run_id}) was silent for more than {settings.worker_timeout:g} s "
-            "(paused, or cut off from the database), so the other workers took its URLs over; "
-            f"it stopped without storing more; {then}"
+            f"run {run_id} was silent for more than {settings.worker_timeout:g} s (paused, or "
+            "cut off from the database), so the other workers took its URLs over; it stopped, "
+            f"and none of its late results overwrote theirs; {then}"
         )
         raised = DeclaredDead(error)
         raise raised from None
@@ -204,7 +203,6 @@ def _start_run(conn, crawl_id: int, run: RunSettings) -> int:
             "hostname": this_host(),
             "pid": os.getpid(),
             "state": "running",
-            "heartbeat_at": DatabaseClock().read(conn),
             "pages": 0,
             "fetches": 0,
             "errors": 0,
@@ -213,7 +211,13 @@ def _start_run(conn, crawl_id: int, run: RunSettings) -> int:
 
 
 def _end_run(conn, crawl_id: int, run_id: int, values: dict, crawl_done: bool) -> None:
-    conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(**values))
+    """The run's cost, and how it ended, unless the others have declared it dead meanwhile:
+    that stays what it was to them."""
+    values = dict(values)
+    state = values.pop("state")
+    r = runs_t.c
+    conn.execute(update(runs_t).where(r.id == run_id).values(**values))
+    conn.execute(update(runs_t).where(r.id == run_id, r.state == "running").values(state=state))
     if crawl_done:
         conn.execute(
             update(crawls_t)

@@ -236,11 +236,6 @@ class CrawlSettings:
         )
 
     @property
-    def heartbeat_every(self) -> float:
-        """Six beats fit in the timeout: a late one or two never make a live worker dead."""
-        return self.worker_timeout / 6
-
-    @property
     def lease_seconds(self) -> float:
         """A lease outlives any fetch under the policy, so no live run loses its work."""
         return max(120.0, 4 * self.timeout)

@@ -4,6 +4,7 @@ workers, a database restart, and a worker whose clock is ten minutes off."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -84,7 +85,7 @@ SITE = ["--pages", "5000", "--links", "10", "--page-kb", "4", "--latency-ms", "5
 
 def test_three_workers_one_killed_store_every_page_once(pg_url):
     with FixtureServer(*SITE) as server:
-        submit(pg_url, [server.url], "shared", "--worker-timeout", "6")
+        submit(pg_url, [server.url], "shared", "--worker-timeout", "10")
         workers = {b: start_worker(pg_url, "shared", b) for b in BACKENDS}
         victim = workers["processes"]
         wait_until(lambda: (run_of(pg_url, victim.pid) or 0) > 0, what="the processes run")
@@ -131,6 +132,7 @@ def test_a_worker_paused_past_its_timeout_cannot_overwrite_and_stops(pg_url):
         leases = "SELECT frontier_id FROM leases WHERE run_id = :run"
         wait_until(lambda: len(sql(pg_url, leases, run=sleeper_run)) >= 4, what="leases")
         sleeper.send_signal(signal.SIGSTOP)
+        time.sleep(1)  # a commit it had already sent lands
         held = {row[0] for row in sql(pg_url, leases, run=sleeper_run)}
         other = start_worker(pg_url, "paused", "asyncio", 2)
         ids = "(" + ",".join(map(str, held)) + ")"
@@ -141,10 +143,19 @@ def test_a_worker_paused_past_its_timeout_cannot_overwrite_and_stops(pg_url):
         )
         state = "SELECT state FROM runs WHERE id = :run"
         assert sql(pg_url, state, run=sleeper_run)[0][0] == "dead"
+        shown = cli("status", "paused", "--json", "--db", pg_url)
+        runs = {run["run_id"]: run for run in json.loads(shown.stdout)["runs"]}
+        assert runs[sleeper_run]["state"] == "dead"
+        assert runs[sleeper_run]["hostname"] and runs[sleeper_run]["pid"] == sleeper.pid
+        assert runs[sleeper_run]["heartbeat_s_ago"] >= 3  # silent past the timeout
+        live = [run for run in runs.values() if run["state"] == "running"]
+        assert [run["backend"] for run in live] == ["asyncio"]
+        assert live[0]["heartbeat_s_ago"] < 3
         sleeper.send_signal(signal.SIGCONT)  # its answers arrived while it slept
         (sleeper_code, sleeper_err), (other_code, other_err) = finish([sleeper, other])
     assert sleeper_code == 3, sleeper_err
     assert "was silent for more than 3 s" in sleeper_err
+    assert "none of its late results overwrote theirs" in sleeper_err
     assert "Traceback" not in sleeper_err
     assert other_code == 0, other_err
     assert sql(pg_url, "SELECT count(*) FROM pages")[0][0] == 400
@@ -179,6 +190,7 @@ def test_per_host_limits_hold_across_three_workers(pg_url):
 # -- the database restarted -----------------------------------------------------------------------
 
 
+@pytest.mark.serial  # a 4 s worker timeout: no other test may starve a live worker
 def test_workers_carry_on_through_a_postgresql_restart(own_postgres):
     """Down for longer than the worker timeout: every heartbeat is old when it comes back, and
     no worker may take that for the others' death."""
@@ -238,5 +250,40 @@ def test_a_worker_whose_clock_is_ten_minutes_ahead_leases_nothing_twice(pg_url):
         "SELECT run_id, count(*), min(started_at), max(started_at) FROM fetches GROUP BY run_id",
     )
     assert len(per_run) == 2 and all(count > 0 for _, count, _, _ in per_run)
-    # The skewed worker's times were written on the database's clock too.
+    # The skewed worker's times were written on the database's clock too, and its queue
+    # waits measured on its own.
     assert all(abs(first - time.time()) < 120 for _, _, first, _ in per_run)
+    assert sql(pg_url, "SELECT max(queue_wait_s) FROM fetches")[0][0] < 60
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def test_submit_and_worker_say_what_is_wrong(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    missing = cli("worker", "nothing", "--db", db)
+    assert missing.returncode == 2
+    assert "crawl first, or point --db" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "c.db").exists()  # a worker never creates a database
+    unnamed = cli("submit", "http://127.0.0.1:9/")
+    assert unnamed.returncode == 2 and "--name" in unnamed.stderr
+    too_short = cli("submit", "http://127.0.0.1:9/", "--name", "x", "--worker-timeout", "1")
+    assert too_short.returncode == 2 and "--worker-timeout" in too_short.stderr
+    with TreeSite(pages=3) as site:
+        submit(db, [site.url], "once")
+        again = cli("submit", site.url, "--name", "once", "--db", db)
+        assert again.returncode == 2 and "crawler worker once" in again.stderr
+        same = cli("submit", site.url, "--name", "once", "--exists-ok", "--db", db)
+        assert same.returncode == 0 and "exists already, the same" in same.stdout
+        other = cli(
+            "submit", site.url, "--name", "once", "--max-pages", "2", "--exists-ok", "--db", db
+        )
+        assert other.returncode == 2 and "other seeds or settings" in other.stderr
+        unknown = cli("worker", "twice", "--db", db)
+        assert unknown.returncode == 2 and "no crawl 'twice'" in unknown.stderr
+        done = cli("worker", "once", "--json", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["pages"] == 3
+        idle = cli("worker", "once", "--db", db)  # finished: exits at once, starts no run
+        assert idle.returncode == 0 and "nothing for a worker to do" in idle.stdout
+    assert sql(db, "SELECT count(*) FROM runs")[0][0] == 1

@@ -371,3 +371,29 @@ def test_a_crawl_is_finished_when_nothing_waits_or_the_budget_is_spent():
     assert limits.finished(queued=5, in_flight=0, retrying=0, urls_started=10)
     assert not limits.finished(queued=5, in_flight=1, retrying=0, urls_started=10)
     assert not limits.finished(queued=0, in_flight=0, retrying=1, urls_started=10)
+
+
+# -- liveness: when a run beats, judges, and is dead ------------------------------------------
+
+
+def test_a_run_beats_six_times_per_timeout():
+    from crawler.policy.liveness import beat_due
+
+    assert not beat_due(4.9, 30.0)
+    assert beat_due(5.0, 30.0)
+
+
+def test_a_run_judges_only_after_a_whole_timeout_of_steady_beats():
+    from crawler.policy.liveness import ends_a_gap, may_judge
+
+    assert not may_judge(5.0, 29.0, 30.0)  # not steady for a whole timeout yet
+    assert may_judge(5.0, 30.0, 30.0)
+    assert ends_a_gap(16.0, 30.0) and not ends_a_gap(15.0, 30.0)
+    assert not may_judge(16.0, 300.0, 30.0)  # this very beat follows a gap (a restart)
+
+
+def test_a_heartbeat_as_old_as_the_timeout_is_silence():
+    from crawler.policy.liveness import is_silent
+
+    assert not is_silent(29.9, 30.0)
+    assert is_silent(30.0, 30.0)

@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_frontier_url_key", "frontier", ["url_key"])
+    op.create_index("ix_frontier_url_key", "frontier", ["url_key", "crawl_id"])
 
 
 def downgrade() -> None:

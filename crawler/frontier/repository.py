@@ -8,7 +8,7 @@ import logging
 import random
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter
 
 from sqlalchemy import Connection, Engine, func, select
@@ -22,6 +22,7 @@ from crawler.frontier.tables import crawls_t, hosts_t
 from crawler.model import FetchResult, FetchTask
 from crawler.policy.admission import Held
 from crawler.policy.links import NewURL, RecentKeys, sitemap_urls
+from crawler.policy.liveness import beat_due, ends_a_gap, may_judge
 from crawler.policy.rules import CrawlRules
 from crawler.store.clock import DatabaseClock
 from crawler.store.failures import retrying
@@ -74,7 +75,6 @@ class Frontier:
         self.lease_seconds = lease_seconds
         self.worker_timeout = worker_timeout
         self.clock = DatabaseClock()
-        self.buried: list[int] = []  # runs this one declared dead
         self._beaten = perf_counter()  # when this run's last heartbeat got through
         self._steady_since = self._beaten  # since when its beats got through on time
         self.robots = robots
@@ -111,7 +111,11 @@ class Frontier:
                 enqueue(conn, self.crawl_id, sitemap_urls(urls, self.rules))
             return lease(conn, request, n, now, held, self.robots)
 
-        return self._transaction(work)
+        leased = self._transaction(work)
+        if self.clock.offset:  # the queue wait is measured on this machine's clock
+            for at, task in enumerate(leased.tasks):
+                leased.tasks[at] = replace(task, leased_at=self.clock.to_local(task.leased_at))
+        return leased
 
     def store(self, results: list[FetchResult]) -> Stored:
         """Store a batch in one transaction (see frontier.storing)."""
@@ -128,29 +132,28 @@ class Frontier:
         self.store_s += perf_counter() - started
         return stored
 
-    def beat(self) -> None:
-        """The heartbeat (see frontier.liveness), at most every sixth of the worker timeout;
-        raises DeclaredDead once the others have taken this run's work over. The silent runs
-        of others are judged only once this run's own beats have got through on time for a
-        whole timeout: after a database restart, the others have had time to beat again."""
+    def beat(self, *, force: bool = False) -> None:
+        """The heartbeat (see policy.liveness and frontier.liveness), when one is due (or
+        `force`d: the first, once the frontend is up); raises DeclaredDead once the others
+        have taken this run's work over. Then the silent runs of others are judged, in a
+        transaction of their own, when this run may judge."""
         started = perf_counter()
-        if started - self._beaten < self.worker_timeout / 6:
+        since = started - self._beaten
+        if not force and not beat_due(since, self.worker_timeout):
             return
-        steady = started - self._beaten <= self.worker_timeout / 2
-        judge = steady and started - self._steady_since >= self.worker_timeout
-
-        def work(conn: Connection) -> list[int]:
-            now = self.clock.read(conn)
-            beat(conn, self.run_id, now)
-            if not judge:
-                return []
-            return bury_silent(conn, self.crawl_id, self.run_id, now, self.worker_timeout)
-
-        buried = self._transaction(work)
+        judge = may_judge(since, started - self._steady_since, self.worker_timeout)
+        self._transaction(lambda conn: beat(conn, self.run_id, self.clock.read(conn)))
         done = perf_counter()
-        if done - self._beaten > self.worker_timeout / 2:
-            self._steady_since = done  # a gap (a restart, a pause): steady for a timeout again
+        if ends_a_gap(done - self._beaten, self.worker_timeout):
+            self._steady_since = done
         self._beaten = done
+        if not judge:
+            return
+        buried = self._transaction(
+            lambda conn: bury_silent(
+                conn, self.crawl_id, self.run_id, self.clock.read(conn), self.worker_timeout
+            )
+        )
         if buried:
             log.warning(
                 "runs %s of crawl %d were silent for %g s: declared dead, their URLs back "
@@ -159,7 +162,6 @@ class Frontier:
                 self.crawl_id,
                 self.worker_timeout,
             )
-            self.buried.extend(buried)
 
     def enqueue(self, urls: Iterable[NewURL]) -> int:
         urls = list(urls)

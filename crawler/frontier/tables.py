@@ -10,8 +10,9 @@ host's URLs first locks that host's row (hosts in name order), and only then tou
 frontier rows. A lease claims hosts with SKIP LOCKED, so it never waits for one. Storing is
 the one exception: it deletes its own leases (the fence) and writes its fetches, pages and
 links before it locks the hosts, so that the rows every worker's lease wants are held only
-for the counts. Only a reclaim of the very lease being stored (it lapsed) can then deadlock
-with it; PostgreSQL ends one of the two, and it is tried again.
+for the counts. Only a transaction that takes back the very lease being stored (it lapsed,
+or its run was declared dead: reclaim_lapsed, release_runs) can then deadlock with it;
+PostgreSQL ends one of the two, and that one is tried again.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from sqlalchemy import Connection, func, select
 
+from crawler.policy.liveness import is_silent
 from crawler.query.common import epoch, iso
 from crawler.query.results import (
     CrawlInfo,
@@ -68,8 +69,9 @@ def _live_elsewhere(conn: Connection, crawl_id: int, run_id: int, now: float, wi
 
 
 def runs_of(conn: Connection, crawl_row, now: float) -> list[RunInfo]:
-    """The crawl's runs, oldest first; a running one whose process is gone (on this machine)
-    or that has shown no sign of life for a lease's time (elsewhere) is dead."""
+    """The crawl's runs, oldest first. A running one is dead when its heartbeat is older than
+    the crawl's worker timeout, or its process is gone (on this machine); before schema 0007
+    (no heartbeat), when it has shown no sign of life for a lease's time (elsewhere)."""
     crawl_id = crawl_row.id
     settings = CrawlSettings.from_json(crawl_row.settings)
     window = settings.lease_seconds
@@ -80,10 +82,11 @@ def runs_of(conn: Connection, crawl_row, now: float) -> list[RunInfo]:
 
     for row in rows:
         state, beat_ago = row.state, None
+        if row.heartbeat_at is not None and state in ("running", "dead"):  # schema 0007 on
+            beat_ago = round(max(0.0, now - row.heartbeat_at), 1)
         if state == "running":
-            if row.heartbeat_at is not None:  # schema 0007 on: the heartbeat says
-                beat_ago = round(max(0.0, now - row.heartbeat_at), 1)
-                alive = beat_ago < settings.worker_timeout
+            if beat_ago is not None:  # the heartbeat says
+                alive = not is_silent(beat_ago, settings.worker_timeout)
             else:
                 alive = _live_elsewhere(conn, crawl_id, row.id, now, window)
             if row.hostname == host:

@@ -78,7 +78,7 @@ class RunInfo:
     cpu_s: float | None
     peak_rss_kb: int | None
     error: str | None
-    heartbeat_s_ago: float | None = None  # a running run's last sign of life, database clock
+    heartbeat_s_ago: float | None = None  # last sign of life of a running or dead run
 
 
 @dataclass(frozen=True, slots=True)

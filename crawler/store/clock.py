@@ -19,9 +19,14 @@ from sqlalchemy import Connection, func, select
 _NOW = select(func.extract("epoch", func.now()), func.extract("epoch", func.clock_timestamp()))
 
 
+KEEP_S = 10.0  # an offset measured over a quick round trip is kept this long
+
+
 class DatabaseClock:
     def __init__(self) -> None:
         self.offset = 0.0  # database minus this machine, in seconds
+        self._round_trip = float("inf")  # of the reading the offset came from
+        self._measured = 0.0
 
     def read(self, conn: Connection) -> float:
         """The database's time, in the transaction on `conn` (epoch seconds)."""
@@ -29,7 +34,13 @@ class DatabaseClock:
             return time.time()
         asked = time.time()
         database_now, instant = conn.execute(_NOW).one()
-        self.offset = float(instant) - (asked + time.time()) / 2  # off by half a round trip
+        answered = time.time()
+        # Off by at most half the round trip, which a busy machine (a wait for the GIL)
+        # stretches: the quickest recent reading is kept, not the last.
+        round_trip = answered - asked
+        if round_trip <= self._round_trip or answered - self._measured > KEEP_S:
+            self.offset = float(instant) - (asked + answered) / 2
+            self._round_trip, self._measured = round_trip, answered
         return float(database_now)
 
     def now(self) -> float:
@@ -39,3 +50,7 @@ class DatabaseClock:
     def from_local(self, local_time: float) -> float:
         """A time this machine took (time.time()), on the database's clock."""
         return local_time + self.offset
+
+    def to_local(self, database_time: float) -> float:
+        """A time on the database's clock, on this machine's (for a duration measured here)."""
+        return database_time - self.offset

@@ -173,7 +173,7 @@ def _sqlite_engine(raw: str, parsed: URL, read_only: bool) -> Engine:
     return engine.execution_options(read_only=read_only, busy_timeout_s=busy_s)
 
 
-IDLE_IN_TRANSACTION_MS = 10_000  # our transactions never wait on anything but the database
+IDLE_IN_TRANSACTION_MS = 5_000  # a writer's transactions never wait on anything but the database
 
 
 def make_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
@@ -199,10 +199,12 @@ def make_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
             "postgresql+psycopg://user:pass@host/dbname"
         )
     # A worker paused or wedged inside a transaction would hold its hosts' row locks, and
-    # every other worker would wait on them for ever: the server ends such a transaction.
-    options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    # every other worker would wait on them for ever: the server ends such a transaction
+    # (the writer's retry runs it again). Not a reader's: an export waits on its own reader.
     if read_only:
-        options += " -c default_transaction_read_only=on"
+        options = "-c default_transaction_read_only=on"
+    else:
+        options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
     connect_args = {"options": options}
     try:
         engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)

@@ -88,7 +88,7 @@ class FrontierEntry(Base):
         # with the crawl as a filter (see tables.in_crawl): the unique index leads with the
         # crawl, and a crawl the planner's statistics do not know yet (a new one) looks so
         # small that it would read the whole crawl through any index on the crawl instead.
-        Index("ix_frontier_url_key", "url_key"),
+        Index("ix_frontier_url_key", "url_key", "crawl_id"),
         # Skipped URLs by reason: only the skipped rows are in it.
         Index(
             "ix_frontier_skipped",

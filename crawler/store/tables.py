@@ -31,7 +31,8 @@ links_t = PageLink.__table__
 
 
 def in_crawl(column, crawl_id: int):
-    """`column = crawl_id`, written so that no index can serve it: a lookup by URL key then
-    goes through ix_frontier_url_key, whatever the statistics say of the crawl (a crawl too
-    new to be in them is estimated at one row, and its every row would be read instead)."""
+    """`column = crawl_id`, written so that no index can seek on it: a lookup by URL key then
+    goes through ix_frontier_url_key (key, then crawl), whatever the statistics say of the
+    crawl (a crawl too new to be in them is estimated at one row, and its every row would be
+    read through an index on the crawl instead)."""
     return column + literal_column("0") == crawl_id
