@@ -30,9 +30,9 @@ from time import perf_counter
 import psutil
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
-from crawler.bench_frontier import databases, populate
+from crawler.bench_frontier import bench_run, databases, populate
 from crawler.frontier.repository import Frontier
 from crawler.model import FetchResult, Timings
 from crawler.policy.rules import CrawlRules
@@ -48,20 +48,7 @@ def _claimer(url: str, crawl_id: int, seeds: list[str], seconds: float, start_at
     """One claimer process: its own run row and engine (nothing crosses the fork)."""
     engine = make_engine(url)
     with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(runs_t).returning(runs_t.c.id),
-            {
-                "crawl_id": crawl_id,
-                "frontend": "bench",
-                "concurrency": LEASE,
-                "hostname": "bench",
-                "pid": 0,
-                "state": "running",
-                "pages": 0,
-                "fetches": 0,
-                "errors": 0,
-            },
-        ).scalar_one()
+        run_id = bench_run(conn, crawl_id, LEASE)
     rules = CrawlRules(Scope.for_seeds(seeds))
     frontier = Frontier(engine, crawl_id, run_id, rules)
     while time.time() < start_at:

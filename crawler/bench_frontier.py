@@ -42,6 +42,24 @@ BATCH = 100
 CHUNK = 20_000
 
 
+def bench_run(conn, crawl_id: int, concurrency: int) -> int:
+    """A `runs` row for a benchmark's claimer, which fetches nothing."""
+    return conn.execute(
+        insert(Run.__table__).returning(Run.__table__.c.id),
+        {
+            "crawl_id": crawl_id,
+            "frontend": "bench",
+            "concurrency": concurrency,
+            "hostname": "bench",
+            "pid": 0,
+            "state": "running",
+            "pages": 0,
+            "fetches": 0,
+            "errors": 0,
+        },
+    ).scalar_one()
+
+
 def populate(engine: Engine, queued: int, hosts: int) -> tuple[int, int, list[str]]:
     """A crawl with `queued` URLs at depth 1 spread over `hosts` hosts, and one run."""
     names = [f"h{n:04d}.bench.test" for n in range(hosts)]
@@ -50,20 +68,7 @@ def populate(engine: Engine, queued: int, hosts: int) -> tuple[int, int, list[st
             insert(Crawl.__table__).returning(Crawl.__table__.c.id),
             {"name": "bench", "seeds": [], "settings": {}, "state": "running", "urls_started": 0},
         ).scalar_one()
-        run_id = conn.execute(
-            insert(Run.__table__).returning(Run.__table__.c.id),
-            {
-                "crawl_id": crawl_id,
-                "frontend": "bench",
-                "concurrency": BATCH,
-                "hostname": "bench",
-                "pid": 0,
-                "state": "running",
-                "pages": 0,
-                "fetches": 0,
-                "errors": 0,
-            },
-        ).scalar_one()
+        run_id = bench_run(conn, crawl_id, BATCH)
         conn.execute(
             insert(Host.__table__),
             [
