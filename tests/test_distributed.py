@@ -271,6 +271,10 @@ def test_submit_and_worker_say_what_is_wrong(tmp_path):
     assert too_short.returncode == 2 and "--worker-timeout" in too_short.stderr
     with TreeSite(pages=3) as site:
         submit(db, [site.url], "once")
+        waiting = json.loads(cli("status", "once", "--json", "--db", db).stdout)
+        assert waiting["crawl"]["state"] == "submitted"
+        assert waiting["crawl"]["next_step"] == f"crawler worker once --db {db}"
+        assert waiting["verdict"].startswith("submitted, 1 URLs queued")
         again = cli("submit", site.url, "--name", "once", "--db", db)
         assert again.returncode == 2 and "crawler worker once" in again.stderr
         same = cli("submit", site.url, "--name", "once", "--exists-ok", "--db", db)

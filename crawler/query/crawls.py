@@ -1,12 +1,13 @@
-"""Where a crawl stands: its state (running, finished, interrupted, stuck), its URLs by state,
-its runs, and `crawler status`'s view in depth.
+"""Where a crawl stands: its state (submitted, running, finished, interrupted, stuck), its URLs
+by state, its runs, and `crawler status`'s view in depth.
 
 A crawl's row says only running or finished: a run that was stopped by Ctrl-C or killed leaves
 it "running". So the state shown is worked out from the runs and the leases: a run is live
-while its process is (checked on this machine; a run elsewhere while it holds a lease that has
-not lapsed or has stored an attempt within a lease's time), and a crawl no live run works
-on is interrupted, or stuck when leases have lapsed that nobody will take back until it is
-resumed.
+while its heartbeat is younger than the crawl's worker timeout (and, on this machine, its
+process is there; before schema 0007, a run elsewhere while it holds a lease that has not
+lapsed or has stored an attempt within a lease's time). A crawl no run has joined yet is
+submitted; one no live run works on is interrupted, or stuck when leases have lapsed that
+nobody will take back until it is resumed.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def _state(crawl_row, runs: list[RunInfo], lapsed: int) -> str:
         return "finished"
     if any(run.state == "running" for run in runs):
         return "running"
+    if not runs:
+        return "submitted"  # by `crawler submit`: waiting for its first worker
     if lapsed:
         return "stuck"
     return "interrupted"
@@ -130,6 +133,8 @@ def _state(crawl_row, runs: list[RunInfo], lapsed: int) -> str:
 
 def _next_step(name: str, state: str, urls: URLCounts, db: str | None) -> str | None:
     where = f" --db {shlex.quote(db)}" if db else ""
+    if state == "submitted":
+        return f"crawler worker {shlex.quote(name)}{where}"
     if state in ("interrupted", "stuck"):
         return f"crawler resume {shlex.quote(name)}{where}"
     if state == "finished" and urls.left:

@@ -35,7 +35,8 @@ class URLCounts:
 
 @dataclass(frozen=True, slots=True)
 class CrawlInfo:
-    """One crawl as `crawler crawls` lists it. `state`: running (a live run works on it),
+    """One crawl as `crawler crawls` lists it. `state`: submitted (no run has joined it
+    yet: start a worker), running (a live run works on it),
     finished (nothing left, or its budgets spent: `next_step` says how to go on), interrupted
     (no run works on it and work is left: resume it), or stuck (leases have lapsed and no live
     run will take them back: resume it). `failed_fetches` counts attempts that failed or

@@ -136,6 +136,8 @@ def _verdict(info: CrawlInfo, lease: LeaseInfo | None) -> str:
             f"running: {info.live_runs} live run(s), {urls.in_flight} in flight, "
             f"{urls.queued + urls.retry} waiting"
         )
+    if info.state == "submitted":
+        return f"submitted, {urls.left} URLs queued; start workers with `{info.next_step}`"
     if info.state == "stuck":
         lapsed = f", the oldest lapsed {-lease.expires_in_s:.0f} s ago" if lease else ""
         return (
