@@ -58,10 +58,17 @@ def wait_until(condition, timeout: float = 120.0, what: str = "the condition") -
 
 
 def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str]]:
+    """Each worker's exit code and stderr; all are killed if one does not end in time."""
     ended = []
-    for worker in workers:
-        _, stderr = worker.communicate(timeout=timeout)
-        ended.append((worker.returncode, stderr))
+    try:
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=timeout)
+            ended.append((worker.returncode, stderr))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
     return ended
 
 
@@ -124,7 +131,7 @@ def test_three_workers_one_killed_store_every_page_once(pg_url):
 
 @pytest.mark.serial  # a 3 s worker timeout: no other test may starve the live worker
 def test_a_worker_paused_past_its_timeout_cannot_overwrite_and_stops(pg_url):
-    with TreeSite(pages=400, delay=0.05) as site:
+    with TreeSite(pages=200, delay=0.05) as site:
         submit(pg_url, [site.url], "paused", "--worker-timeout", "3")
         sleeper = start_worker(pg_url, "paused", "threads", 4)
         wait_until(lambda: run_of(pg_url, sleeper.pid), what="the first run")
@@ -158,7 +165,7 @@ def test_a_worker_paused_past_its_timeout_cannot_overwrite_and_stops(pg_url):
     assert "none of its late results overwrote theirs" in sleeper_err
     assert "Traceback" not in sleeper_err
     assert other_code == 0, other_err
-    assert sql(pg_url, "SELECT count(*) FROM pages")[0][0] == 400
+    assert sql(pg_url, "SELECT count(*) FROM pages")[0][0] == 200
     stored_once(pg_url)
     by_sleeper = f"""SELECT count(*) FROM fetches
                      WHERE frontier_id IN {ids} AND run_id = :run"""
@@ -212,7 +219,6 @@ def test_workers_carry_on_through_a_postgresql_restart(own_postgres):
 # -- one clock ------------------------------------------------------------------------------------
 
 
-@pytest.mark.serial  # a 3 s worker timeout: no other test may starve the live worker
 def test_a_worker_whose_clock_is_ten_minutes_ahead_leases_nothing_twice(pg_url):
     """libfaketime moves the worker's clock 600 s on. Deciding on its own clock, it would take
     every lease of the other worker for lapsed (and bury it): URLs fetched twice."""
@@ -233,7 +239,7 @@ def test_a_worker_whose_clock_is_ten_minutes_ahead_leases_nothing_twice(pg_url):
     )
     assert float(ahead.stdout) - time.time() > 590  # the clock really is off
     with TreeSite(pages=300, delay=0.03) as site:
-        submit(pg_url, [site.url], "skewed", "--worker-timeout", "3")
+        submit(pg_url, [site.url], "skewed", "--worker-timeout", "10")
         honest = start_worker(pg_url, "skewed", "asyncio", 4)
         wait_until(lambda: run_of(pg_url, honest.pid), what="the first run")
         skewed = start_worker(pg_url, "skewed", "threads", 4, prefix=(faketime, "-f", "+600s"))
@@ -291,3 +297,34 @@ def test_submit_and_worker_say_what_is_wrong(tmp_path):
         idle = cli("worker", "once", "--db", db)  # finished: exits at once, starts no run
         assert idle.returncode == 0 and "nothing for a worker to do" in idle.stdout
     assert sql(db, "SELECT count(*) FROM runs")[0][0] == 1
+
+
+def test_a_lock_held_by_a_stalled_run_is_ended_when_the_run_is_buried(pg_url):
+    """A run stopped while a statement was on its way: the server does not see it idle, no
+    timeout ends its transaction, and it holds its host's row. Burial must end that session."""
+    import psycopg
+
+    with TreeSite(pages=60, delay=0.01) as site:
+        submit(pg_url, [site.url], "stalled", "--worker-timeout", "3")
+        (crawl_id,) = sql(pg_url, "SELECT id FROM crawls WHERE name = 'stalled'")[0]
+        plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain, autocommit=True) as setup:
+            setup.execute(
+                "INSERT INTO runs (crawl_id, frontend, concurrency, hostname, pid, state,"
+                " started_at, heartbeat_at, pages, fetches, errors) VALUES (%s, 'threads', 4,"
+                " 'another-machine', 1, 'running', now(), extract(epoch from now()) - 100,"
+                " 0, 0, 0)",
+                [crawl_id],
+            )
+        holder = psycopg.connect(plain, application_name="crawler")
+        holder.execute("SELECT id FROM hosts WHERE crawl_id = %s FOR UPDATE", [crawl_id])
+        time.sleep(3.5)  # its transaction is now older than the worker timeout
+        worker = start_worker(pg_url, "stalled", "asyncio", 4)
+        ((code, stderr),) = finish([worker], timeout=60)
+        assert code == 0, stderr
+        with pytest.raises(psycopg.OperationalError):
+            holder.execute("SELECT 1")  # its session was ended
+        holder.close()
+    assert sql(pg_url, "SELECT count(*) FROM pages")[0][0] == 60
+    states = sql(pg_url, "SELECT hostname, state FROM runs ORDER BY id")
+    assert states == [("another-machine", "dead"), (states[1][0], "finished")]

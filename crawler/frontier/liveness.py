@@ -8,10 +8,11 @@ lost its leases; it stops.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, select, text, update
 
 from crawler.errors import DeclaredDead
 from crawler.frontier.recovery import release_runs
+from crawler.store.engine import WRITER_NAME
 from crawler.store.tables import leases_t, runs_t
 
 RUNNING, DEAD = "running", "dead"
@@ -57,6 +58,8 @@ def bury_silent(
                 update(runs_t).where(silent).values(state=DEAD).returning(r.id)
             ).all()
         ]
+    if buried and conn.dialect.name == "postgresql":
+        _end_stalled_sessions(conn, timeout)
     ended_holders = conn.execute(
         select(lease_c.run_id)
         .distinct()
@@ -65,3 +68,18 @@ def bury_silent(
     ).scalars()
     release_runs(conn, crawl_id, sorted({*buried, *ended_holders}), refund=False)
     return buried
+
+
+def _end_stalled_sessions(conn: Connection, timeout: float) -> None:
+    """End the crawler's sessions whose transaction has been open for longer than the worker
+    timeout (ours last milliseconds): a run stopped while a statement was on its way is not
+    idle to the server, and would hold its hosts' locks until it woke. Only our own role's."""
+    conn.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND usename = current_user"
+            " AND application_name = :name AND pid <> pg_backend_pid()"
+            " AND xact_start < now() - make_interval(secs => :timeout)"
+        ),
+        {"name": WRITER_NAME, "timeout": timeout},
+    )

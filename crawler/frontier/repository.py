@@ -25,7 +25,7 @@ from crawler.policy.links import NewURL, RecentKeys, sitemap_urls
 from crawler.policy.liveness import beat_due, ends_a_gap, may_judge
 from crawler.policy.rules import CrawlRules
 from crawler.store.clock import DatabaseClock
-from crawler.store.failures import retrying
+from crawler.store.failures import Failure, retrying
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class Frontier:
         self.clock = DatabaseClock()
         self._beaten = perf_counter()  # when this run's last heartbeat got through
         self._steady_since = self._beaten  # since when its beats got through on time
+        self._beating = False
         self.robots = robots
         self.recent = RecentKeys()
         self.rng = random.Random()
@@ -84,7 +85,15 @@ class Frontier:
         self.then = then  # what a database failure's message tells the user to do next
 
     def _transaction(self, work, *, read_only: bool = False):
-        return retrying(self.engine, work, read_only=read_only, then=self.then)
+        return retrying(
+            self.engine, work, read_only=read_only, then=self.then, meanwhile=self._while_locked
+        )
+
+    def _while_locked(self, failure: Failure) -> None:
+        """Waiting for a lock, this run still beats and judges: the lock may be held by a run
+        that stopped inside its transaction, which only burial ends."""
+        if failure is Failure.LOCKED and not self._beating:
+            self.beat()
 
     def lease(self, n: int, held: Mapping[str, Held]) -> Lease:
         """Up to n URLs for this run (see frontier.leasing). Tried again after a connection
@@ -139,8 +148,15 @@ class Frontier:
         transaction of their own, when this run may judge."""
         started = perf_counter()
         since = started - self._beaten
-        if not force and not beat_due(since, self.worker_timeout):
+        if self._beating or (not force and not beat_due(since, self.worker_timeout)):
             return
+        self._beating = True
+        try:
+            self._beat(started, since)
+        finally:
+            self._beating = False
+
+    def _beat(self, started: float, since: float) -> None:
         judge = may_judge(since, started - self._steady_since, self.worker_timeout)
         self._transaction(lambda conn: beat(conn, self.run_id, self.clock.read(conn)))
         done = perf_counter()

@@ -173,6 +173,8 @@ def _sqlite_engine(raw: str, parsed: URL, read_only: bool) -> Engine:
     return engine.execution_options(read_only=read_only, busy_timeout_s=busy_s)
 
 
+WRITER_NAME = "crawler"  # pg_stat_activity.application_name of the crawler's writers
+LOCK_WAIT_MS = 2_000
 IDLE_IN_TRANSACTION_MS = 5_000  # a writer's transactions never wait on anything but the database
 
 
@@ -201,10 +203,16 @@ def make_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
     # A worker paused or wedged inside a transaction would hold its hosts' row locks, and
     # every other worker would wait on them for ever: the server ends such a transaction
     # (the writer's retry runs it again). Not a reader's: an export waits on its own reader.
+    # One stopped while a statement was on its way is not idle, and holds them until it is
+    # ended: a writer waits for a lock at most LOCK_WAIT_MS (then its retry beats and judges,
+    # and the burial ends the stalled run's sessions, found by their application name).
     if read_only:
         options = "-c default_transaction_read_only=on"
     else:
-        options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+        options = (
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} "
+            f"-c lock_timeout={LOCK_WAIT_MS} -c application_name={WRITER_NAME}"
+        )
     connect_args = {"options": options}
     try:
         engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)

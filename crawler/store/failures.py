@@ -174,9 +174,11 @@ def retrying(
     *,
     read_only: bool = False,
     then: str = AGAIN,
+    meanwhile: Callable[[Failure], None] | None = None,
 ) -> T:
     """Run `work(conn)` in one transaction, again after a back-off if the database is locked or
-    the connection dropped, for at most the retry window. `work` must be safe to run again:
+    the connection dropped, for at most the retry window; `meanwhile(failure)` before each
+    wait (a worker beats its heartbeat there). `work` must be safe to run again:
     it sees nothing of a try that was rolled back."""
     window = retry_window_s(engine)
     key = engine.url
@@ -207,5 +209,7 @@ def retrying(
                 engine.dispose()  # every pooled connection is as dead as this one
             if tries == 1 or tries % 10 == 0:
                 log.info("database %s: %s; trying again", where(engine), _reason(exc))
+            if meanwhile is not None:
+                meanwhile(failure)
             time.sleep(pause * random.uniform(0.5, 1.0))
             pause = min(pause * 2, 2.0)
