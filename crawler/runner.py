@@ -107,6 +107,7 @@ def run_crawl(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        frontier.stop_beating()
         if robots is not None:
             robots.close()
         cost = meter.stop(getattr(frontend, "unreaped", None))  # a pool's, if forked

@@ -5,6 +5,7 @@ workers, a database restart, and a worker whose clock is ten minutes off."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -38,7 +39,12 @@ def submit(db: str, seeds: list[str], name: str, *flags: str) -> None:
 
 
 def start_worker(
-    db: str, name: str, backend: str, concurrency: int = 8, prefix: tuple[str, ...] = ()
+    db: str,
+    name: str,
+    backend: str,
+    concurrency: int = 8,
+    prefix: tuple[str, ...] = (),
+    env: dict | None = None,
 ) -> subprocess.Popen:
     """`crawler worker NAME` in the background (`prefix`: a command that wraps it)."""
     command = [*prefix, sys.executable, "-m", "crawler", "worker", name]
@@ -47,6 +53,7 @@ def start_worker(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -214,6 +221,22 @@ def test_workers_carry_on_through_a_postgresql_restart(own_postgres):
     assert sql(url, "SELECT count(*) FROM pages")[0][0] == 400
     stored_once(url)
     assert {row[0] for row in sql(url, "SELECT state FROM runs")} == {"finished"}
+
+
+def test_a_worker_whose_database_stays_down_gives_up_with_one_line(own_postgres):
+    url = own_postgres.url
+    with TreeSite(pages=300, delay=0.05) as site:
+        submit(url, [site.url], "down")
+        worker = start_worker(url, "down", "threads", 4, env={"CRAWLER_DB_RETRY_S": "4"})
+        wait_until(lambda: sql(url, "SELECT count(*) FROM pages")[0][0] >= 20, what="20 pages")
+        own_postgres._pg_ctl("-m", "fast", "-w", "stop")
+        stopped = time.monotonic()
+        ((code, stderr),) = finish([worker], timeout=60)
+    assert time.monotonic() - stopped < 30  # it gave up after its window, and did not hang
+    assert code == 1
+    lines = [line for line in stderr.splitlines() if line.startswith("crawler: error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "lost database" in lines[0] and "join it again with `crawler worker down`" in lines[0]
 
 
 # -- one clock ------------------------------------------------------------------------------------

@@ -156,6 +156,10 @@ class Frontier:
         finally:
             self._beating = False
 
+    def stop_beating(self) -> None:
+        """The run is ending: what is left (storing, giving back) beats and judges no more."""
+        self._beating = True
+
     def _beat(self, started: float, since: float) -> None:
         judge = may_judge(since, started - self._steady_since, self.worker_timeout)
         self._transaction(lambda conn: beat(conn, self.run_id, self.clock.read(conn)))
