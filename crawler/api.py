@@ -155,28 +155,47 @@ def submit(
     _check_name(name)
     engine = open_db(db)
     try:
-        existing = retrying(engine, lambda conn: find_crawl_by_name(conn, name), read_only=True)
-        if existing is not None and exists_ok:
-            _check_same(existing, canonical_seeds, checked)
-            return SubmittedCrawl(existing.id, name, canonical_seeds, created=False)
-        if existing is not None:
-            raise UsageError(
-                f"a crawl named {name!r} exists already; join it with `crawler worker {name}` "
-                "or pick another --name"
-            )
-        if _check_reachable(canonical_seeds, checked.policy().connect_timeout):
-            checked = checked.with_public_seeds()
-        try:
-            crawl_id = retrying(engine, lambda conn: _create(conn, name, canonical_seeds, checked))
-        except IntegrityError:  # another submit of the same name got there first
-            if not exists_ok:
-                raise UsageError(f"a crawl named {name!r} was just submitted by another") from None
-            existing = retrying(engine, lambda conn: find_crawl_by_name(conn, name), read_only=True)
-            _check_same(existing, canonical_seeds, checked)
-            return SubmittedCrawl(existing.id, name, canonical_seeds, created=False)
-        return SubmittedCrawl(crawl_id, name, canonical_seeds, created=True)
+        return _new_crawl(
+            engine, canonical_seeds, name, checked, exists_ok=exists_ok, join="worker"
+        )
     finally:
         engine.dispose()
+
+
+def _new_crawl(
+    engine: Engine,
+    seeds: list[str],
+    name: str,
+    settings: CrawlSettings,
+    *,
+    exists_ok: bool = False,
+    join: str,
+) -> SubmittedCrawl:
+    """The crawl's row and its seeds, under a name not taken (`join`: the command the error
+    names for the crawl that has it); with `exists_ok`, the same crawl found is taken."""
+
+    def found(existing) -> SubmittedCrawl:
+        if not exists_ok:
+            raise UsageError(
+                f"a crawl named {name!r} exists already; "
+                f"{'join' if join == 'worker' else 'continue'} it with `crawler {join} {name}` "
+                "or pick another --name"
+            )
+        _check_same(existing, seeds, settings)
+        return SubmittedCrawl(existing.id, name, seeds, created=False)
+
+    def existing():
+        return retrying(engine, lambda conn: find_crawl_by_name(conn, name), read_only=True)
+
+    if (row := existing()) is not None:
+        return found(row)
+    if _check_reachable(seeds, settings.policy().connect_timeout):
+        settings = settings.with_public_seeds()
+    try:
+        crawl_id = retrying(engine, lambda conn: _create(conn, name, seeds, settings))
+    except IntegrityError:  # another submit of the same name got there first
+        return found(existing())
+    return SubmittedCrawl(crawl_id, name, seeds, created=True)
 
 
 def worker(
@@ -262,17 +281,9 @@ def crawl(
     canonical_seeds = _check_seeds(seeds)
     engine = open_db(db)
     name = name or f"crawl-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
-    if retrying(engine, lambda conn: find_crawl_by_name(conn, name), read_only=True):
-        raise UsageError(
-            f"a crawl named {name!r} exists already; continue it with "
-            f"`crawler resume {name}` or pick another --name"
-        )
-    if _check_reachable(canonical_seeds, checked.policy().connect_timeout):
-        checked = checked.with_public_seeds()
-
-    crawl_id = retrying(engine, lambda conn: _create(conn, name, canonical_seeds, checked))
     try:
-        return run_crawl(engine, crawl_id, run, on_progress)
+        made = _new_crawl(engine, canonical_seeds, name, checked, join="resume")
+        return run_crawl(engine, made.crawl_id, run, on_progress)
     finally:
         engine.dispose()
 
